@@ -1,0 +1,32 @@
+"""prompt-plugins: modern prompt tuning for existing CLIP models, attached through hooks.
+
+    import prompt_plugins as pp
+    prompted = pp.wrap(model, classnames, method="coop", ctx_init="a photo of a")
+    logits = prompted(images)                      # (B, 3, H, W) or (B, T, 3, H, W) -> (B, C)
+    pp.save_pretrained(prompted, "runs/coop")
+    prompted = pp.from_pretrained(model, "runs/coop", classnames=new_classnames)
+"""
+from ._version import __version__
+from .backends import resolve
+from .checkpoint import save_pretrained
+from .errors import (
+    CheckpointError,
+    ClassNameError,
+    ConfigError,
+    PromptPluginsError,
+    PromptTooLongError,
+    ShapeError,
+    UnsafeCheckpointError,
+    UnsupportedModelError,
+)
+from .methods import METHODS, from_pretrained, register_method, wrap
+from .model import PromptedCLIP
+from .prompts.base import PromptModule, Prompts
+from .prompts.soft import SoftPrompt
+
+__all__ = [
+    "__version__", "wrap", "from_pretrained", "save_pretrained", "register_method", "METHODS", "resolve",
+    "PromptedCLIP", "PromptModule", "Prompts", "SoftPrompt",
+    "PromptPluginsError", "UnsupportedModelError", "ClassNameError", "PromptTooLongError", "ShapeError",
+    "ConfigError", "CheckpointError", "UnsafeCheckpointError",
+]

@@ -1,0 +1,59 @@
+"""Backends: one small adapter per CLIP implementation; ``resolve(model)`` picks one by duck typing."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import UnsupportedModelError
+from .base import Backend, BlockParts, Tokenizer
+from .openai_clip import OpenAIClipBackend
+
+__all__ = ["Backend", "BlockParts", "Tokenizer", "resolve", "register_backend", "BACKENDS"]
+
+#: tried in order; the first whose ``matches`` is true wins
+BACKENDS: list[type[Backend]] = [OpenAIClipBackend]
+
+
+def register_backend(cls: type[Backend]) -> type[Backend]:
+    """Add a backend class (usable as a decorator). Later registrations are tried first."""
+    BACKENDS.insert(0, cls)
+    return cls
+
+
+def _register_optional() -> None:
+    # Defined in their own modules; they import nothing from their library at import time.
+    from .hf_clip import HFClipBackend
+    from .open_clip import OpenClipBackend
+
+    for cls in (OpenClipBackend, HFClipBackend):
+        if cls not in BACKENDS:
+            BACKENDS.append(cls)
+
+
+def resolve(model: Any) -> Backend:
+    """Return the backend that drives ``model``, or raise ``UnsupportedModelError`` naming what was found."""
+    if isinstance(model, Backend):
+        return model
+    if isinstance(model, torch.jit.ScriptModule):
+        raise UnsupportedModelError(
+            f"got a TorchScript module ({type(model).__name__}); hooks cannot attach to it. "
+            "Load the model eagerly: clip.load(name, jit=False)"
+        )
+    if not isinstance(model, nn.Module):
+        raise UnsupportedModelError(
+            f"expected a CLIP model (an nn.Module from clip, open_clip or transformers), got {type(model).__name__}"
+        )
+    try:
+        _register_optional()
+    except ImportError:  # pragma: no cover - optional backends are plain modules
+        pass
+    for cls in BACKENDS:
+        if cls.matches(model):
+            return cls(model)
+    names = ", ".join(name for name, _ in list(model.named_children())[:8])
+    raise UnsupportedModelError(
+        f"no backend recognises {type(model).__module__}.{type(model).__name__} (children: {names}). "
+        "Supported: OpenAI clip.model.CLIP, open_clip CLIP/CustomTextCLIP, transformers CLIPModel"
+    )

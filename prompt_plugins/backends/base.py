@@ -1,0 +1,171 @@
+"""The backend interface: "the parts of a CLIP model", answered once per library.
+
+Nothing above this layer knows which CLIP implementation it is talking to. A backend
+answers: where the token and positional embeddings are, how to run one text block
+(decomposed into its pre-LN parts so the text path can cut sequences and share
+prefixes), how to finish the text tower (final norm + projection), where visual prompt
+tokens enter the visual tower, how its blocks lay out tokens (LND or NLD), and how to
+encode images with the library's own code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import UnsupportedModelError
+
+Layout = Literal["NLD", "LND"]
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
+@dataclass(frozen=True)
+class Tokenizer:
+    """Byte-pair encoding without special tokens, plus the ids a CLIP text tower expects.
+
+    ``encode("a photo of a")`` returns the BPE ids of the words only; the prompted text
+    encoder adds SOS/EOT/padding itself, so it always knows the slot and EOT positions.
+    """
+
+    encode: Callable[[str], list[int]]
+    sos_id: int
+    eot_id: int
+    pad_id: int = 0
+
+
+@dataclass(frozen=True)
+class BlockParts:
+    """One pre-LN transformer block, decomposed: ``x + ls_1(out(attn(qkv(ln_1(x)))))`` then
+    ``x + ls_2(mlp(ln_2(x)))``. ``qkv`` maps (N, L, D) to three (N, L, D) tensors."""
+
+    ln_1: Callable[[Tensor], Tensor]
+    qkv: Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]
+    out: Callable[[Tensor], Tensor]
+    ln_2: Callable[[Tensor], Tensor]
+    mlp: Callable[[Tensor], Tensor]
+    n_heads: int
+    ls_1: Callable[[Tensor], Tensor] = field(default=_identity)
+    ls_2: Callable[[Tensor], Tensor] = field(default=_identity)
+
+
+def mha_qkv(attn: nn.MultiheadAttention) -> Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]:
+    """q, k, v projections of a self-attention ``nn.MultiheadAttention`` (packed weights)."""
+    if not getattr(attn, "_qkv_same_embed_dim", True) or attn.in_proj_weight is None:
+        raise UnsupportedModelError(
+            "nn.MultiheadAttention with separate k/v dimensions is not a CLIP self-attention block"
+        )
+
+    def qkv(h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        q, k, v = nn.functional.linear(h, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+        return q, k, v
+
+    return qkv
+
+
+def linear_out(layer: nn.Linear) -> Callable[[Tensor], Tensor]:
+    return lambda o: nn.functional.linear(o, layer.weight, layer.bias)
+
+
+class Backend:
+    """Base class. Subclasses set ``name`` and implement the abstract members below."""
+
+    name: ClassVar[str] = "base"
+    #: the object the library returns from ``pip install``; used in messages only
+    library: ClassVar[str] = ""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    # ------------------------------------------------------------------ discovery
+    @classmethod
+    def matches(cls, model: Any) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ shapes
+    text_width: int
+    text_layers: int
+    context_length: int
+    vision_width: int
+    vision_layers: int
+    embed_dim: int
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute dtype of the towers (fp16 for OpenAI ``build_model`` weights)."""
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        return self.positional_embedding.device
+
+    def fingerprint(self) -> dict[str, int | str]:
+        """Shape facts a prompt checkpoint depends on. ``backend`` is informative only:
+        a checkpoint loads into any backend whose shapes match."""
+        return {
+            "backend": self.name,
+            "text_width": self.text_width,
+            "text_layers": self.text_layers,
+            "context_length": self.context_length,
+            "vision_width": self.vision_width,
+            "vision_layers": self.vision_layers,
+            "embed_dim": self.embed_dim,
+        }
+
+    # ------------------------------------------------------------------ text tower
+    def default_tokenizer(self) -> Tokenizer:
+        raise NotImplementedError
+
+    def embed_tokens(self, ids: Tensor) -> Tensor:
+        """(N, L) ids -> (N, L, Dt) token embeddings in ``self.dtype`` (no positions)."""
+        raise NotImplementedError
+
+    @property
+    def positional_embedding(self) -> Tensor:
+        """(context_length, Dt)."""
+        raise NotImplementedError
+
+    def text_block(self, i: int) -> BlockParts:
+        raise NotImplementedError
+
+    def text_head(self, pooled: Tensor) -> Tensor:
+        """(N, Dt) EOT states after the last block -> (N, E) final norm + projection."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ visual tower
+    image_size: int
+
+    def vision_entry(self) -> nn.Module:
+        """Module whose *input* (NLD, positions added) receives appended visual prompt tokens."""
+        raise NotImplementedError
+
+    def vision_blocks(self) -> list[nn.Module]:
+        raise NotImplementedError
+
+    vision_layout: Layout = "NLD"
+
+    def check_visual_prompts(self) -> None:
+        """Raise ``UnsupportedModelError`` if the visual tower cannot take prompt tokens."""
+
+    def encode_image(self, images: Tensor) -> Tensor:
+        """(N, 3, H, W) -> (N, E) with the library's own code path (unnormalised)."""
+        raise NotImplementedError
+
+    @property
+    def logit_scale(self) -> Tensor:
+        raise NotImplementedError
+
+    @staticmethod
+    def block_hidden(args: tuple, kwargs: dict) -> tuple[Tensor, Callable[[Tensor], tuple[tuple, dict]]]:
+        """Find the hidden-state tensor among a block's call arguments; return it and a
+        function that rebuilds (args, kwargs) with a replacement."""
+        if args:
+            return args[0], lambda x: ((x, *args[1:]), kwargs)
+        for key in ("hidden_states", "q_x", "x"):
+            if key in kwargs:
+                return kwargs[key], lambda x, key=key: (args, {**kwargs, key: x})
+        raise UnsupportedModelError("could not find the hidden states among a transformer block's arguments")

@@ -1,0 +1,50 @@
+"""Exception types. Every error names the problem and, where there is one, the fix.
+
+Each class also derives from the built-in exception a caller would naturally catch
+(``ValueError`` for bad values, ``TypeError`` for unsupported objects), so existing
+``except ValueError`` code keeps working.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "PromptPluginsError",
+    "UnsupportedModelError",
+    "ClassNameError",
+    "PromptTooLongError",
+    "ShapeError",
+    "ConfigError",
+    "CheckpointError",
+    "UnsafeCheckpointError",
+]
+
+
+class PromptPluginsError(Exception):
+    """Base class of every error raised by prompt-plugins."""
+
+
+class UnsupportedModelError(PromptPluginsError, TypeError):
+    """The object is not a CLIP model (or part of one) that a backend can drive."""
+
+
+class ClassNameError(PromptPluginsError, ValueError):
+    """Empty, duplicate or unknown class names."""
+
+
+class PromptTooLongError(ClassNameError):
+    """A class prompt does not fit in the text tower's context length."""
+
+
+class ShapeError(PromptPluginsError, ValueError):
+    """A tensor has the wrong shape, dtype or values (NaN/inf)."""
+
+
+class ConfigError(PromptPluginsError, ValueError):
+    """An option or an adapter config value is invalid."""
+
+
+class CheckpointError(PromptPluginsError, ValueError):
+    """A checkpoint is missing, corrupt, or does not fit the model."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A pickle checkpoint needs arbitrary code to load and the caller did not opt in."""

@@ -1,0 +1,239 @@
+"""``PromptedCLIP``: a user's CLIP model plus a prompt module, attached without forking it."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._version import __version__
+from .backends import Backend, resolve
+from .errors import ClassNameError, ConfigError, PromptPluginsError, ShapeError
+from .prompts.base import PromptModule, Prompts
+from .text_encoder import encode_tokens
+from .tokenization import ClassTokens, as_tokenizer, check_classnames, tokenize_classes
+from .visual_hooks import VisualPromptHooks
+
+ClassSelector = Sequence[int] | Sequence[str] | Tensor | None
+
+
+class PromptedCLIP(nn.Module):
+    """A frozen CLIP model with a trainable prompt module.
+
+    ``forward(images) -> (B, C)`` logits scaled by ``logit_scale.exp()``; images are
+    (B, 3, H, W), or videos (B, T, 3, H, W) encoded frame by frame and mean-pooled over T
+    before normalisation (ViFi-CLIP). Only the prompt module's parameters train; the CLIP
+    weights are frozen on attach and their ``requires_grad`` flags restored by ``eject()``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        classnames: Sequence[str],
+        prompt: PromptModule,
+        *,
+        tokenizer: Any = None,
+        template: str = "{}.",
+        zero_shot_template: str = "a photo of a {}.",
+        method: str = "coop",
+        grad_checkpointing: bool = False,
+    ):
+        super().__init__()
+        self.backend: Backend = resolve(model)
+        self.model = model
+        self.prompt = prompt
+        self.method = method
+        self.template = template
+        self.zero_shot_template = zero_shot_template
+        self.grad_checkpointing = grad_checkpointing
+        self.tokenizer = as_tokenizer(tokenizer) if tokenizer is not None else self.backend.default_tokenizer()
+        self._requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
+        model.requires_grad_(False)
+        self._enabled = True
+        self._ejected = False
+        self.set_classnames(classnames)
+        self._hooks = VisualPromptHooks(self.backend) if prompt().visual is not None else None
+
+    # ------------------------------------------------------------------ classes
+    @property
+    def classnames(self) -> list[str]:
+        return list(self.tokens.classnames)
+
+    def set_classnames(self, classnames: Sequence[str]) -> None:
+        """Re-target the prompts to a new class list (class-agnostic prompts only)."""
+        names = check_classnames(classnames)
+        if self.prompt.class_specific and getattr(self, "tokens", None) is not None \
+                and len(names) != self.prompt.ctx.shape[0]:
+            raise ClassNameError(
+                f"this prompt has class-specific context for {self.prompt.ctx.shape[0]} classes; "
+                f"it cannot be used with {len(names)} classes"
+            )
+        kw = dict(context_length=self.backend.context_length)
+        self.tokens: ClassTokens = tokenize_classes(
+            self.tokenizer, names, n_ctx=self.prompt.n_ctx, ctx_words=self.prompt.ctx_words,
+            template=self.template, **kw)
+        self.zero_shot_tokens: ClassTokens = tokenize_classes(
+            self.tokenizer, names, template=self.zero_shot_template, **kw)
+
+    def class_indices(self, classes: ClassSelector) -> Tensor | None:
+        """Class names or indices -> LongTensor of indices (None: all classes)."""
+        if classes is None:
+            return None
+        if isinstance(classes, Tensor):
+            idx = classes.long().flatten().cpu()
+        else:
+            classes = list(classes)
+            if classes and all(isinstance(c, str) for c in classes):
+                lookup = {name: i for i, name in enumerate(self.tokens.classnames)}
+                missing = [c for c in classes if c not in lookup]
+                if missing:
+                    raise ClassNameError(f"unknown class names {missing}; known: {self.classnames[:10]}"
+                                         f"{' ...' if len(self.classnames) > 10 else ''}")
+                return torch.tensor([lookup[c] for c in classes], dtype=torch.long)
+            idx = torch.tensor(classes, dtype=torch.long)
+        n = len(self.tokens.classnames)
+        if idx.numel() and (idx.min() < 0 or idx.max() >= n):
+            raise ClassNameError(f"class index out of range for {n} classes: {idx.tolist()[:10]}")
+        return idx
+
+    # ------------------------------------------------------------------ encoders
+    def prompts(self) -> Prompts:
+        return self.prompt()
+
+    def encode_text(self, classes: ClassSelector = None, *, prompts: Prompts | None = None,
+                    normalize: bool = True) -> Tensor:
+        """(C, E) class features (fp32, L2-normalised by default) for ``classes`` (default: all)."""
+        self._check_attached()
+        idx = self.class_indices(classes)
+        if not self._enabled:
+            feats = encode_tokens(self.backend, self.zero_shot_tokens, idx)
+        else:
+            p = self.prompt() if prompts is None else prompts
+            feats = encode_tokens(self.backend, self.tokens, idx, p.text, p.text_deep,
+                                  grad_checkpointing=self.grad_checkpointing)
+        feats = feats.float()
+        return F.normalize(feats, dim=-1) if normalize else feats
+
+    def encode_image(self, images: Tensor, *, prompts: Prompts | None = None, normalize: bool = True) -> Tensor:
+        """(B, 3, H, W) images or (B, T, 3, H, W) videos -> (B, E) fp32 features (normalised by default)."""
+        self._check_attached()
+        frames, flat = self._check_images(images)
+        p = None
+        if self._enabled and self._hooks is not None:
+            p = self.prompt() if prompts is None else prompts
+            if frames is not None and p.temporal is not None and p.temporal.shape[0] != frames:
+                raise ShapeError(f"temporal prompts are for T={p.temporal.shape[0]} frames, got videos of T={frames}")
+            if frames is None and p.temporal is not None:
+                p = Prompts(text=p.text, text_deep=p.text_deep, visual=p.visual, visual_deep=p.visual_deep)
+        if self._hooks is not None:
+            with self._hooks.active(p):
+                feats = self.backend.encode_image(flat)
+        else:
+            feats = self.backend.encode_image(flat)
+        feats = feats.float()
+        if frames is not None:  # ViFi-CLIP: mean over frames first, then normalise
+            feats = feats.view(-1, frames, feats.shape[-1]).mean(dim=1)
+        return F.normalize(feats, dim=-1) if normalize else feats
+
+    def logits(self, image_features: Tensor, text_features: Tensor) -> Tensor:
+        return self.backend.logit_scale.exp().float() * image_features @ text_features.t()
+
+    def forward(self, images: Tensor, classes: ClassSelector = None) -> Tensor:
+        """(B, C) logits over ``classes`` (default: all)."""
+        return self.logits(self.encode_image(images), self.encode_text(classes))
+
+    # ------------------------------------------------------------------ checks
+    def _check_attached(self) -> None:
+        if self._ejected:
+            raise PromptPluginsError("this PromptedCLIP was ejected; wrap the model again to use prompts")
+
+    def _check_images(self, images: Tensor) -> tuple[int | None, Tensor]:
+        if not isinstance(images, Tensor):
+            raise ShapeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+        if images.dim() not in (4, 5):
+            raise ShapeError(
+                f"expected images (B, 3, H, W) or videos (B, T, 3, H, W), got shape {tuple(images.shape)}")
+        if images.shape[-3] != 3:
+            raise ShapeError(f"expected 3 colour channels at dim -3, got {images.shape[-3]} "
+                             f"(shape {tuple(images.shape)}); images are channels-first RGB")
+        size = self.backend.image_size
+        if tuple(images.shape[-2:]) != (size, size):
+            raise ShapeError(f"expected {size}x{size} images for this model, got "
+                             f"{images.shape[-2]}x{images.shape[-1]} (shape {tuple(images.shape)}); resize first")
+        if not images.is_floating_point():
+            raise ShapeError(f"images must be floating point (normalised pixels), got {images.dtype}")
+        if images.shape[0] == 0:
+            raise ShapeError("empty batch: images has B=0")
+        frames = None
+        if images.dim() == 5:
+            frames = images.shape[1]
+            if frames == 0:
+                raise ShapeError(f"videos have T=0 frames (shape {tuple(images.shape)})")
+            images = images.flatten(0, 1)
+        return frames, images.to(self.backend.dtype)
+
+    # ------------------------------------------------------------------ control
+    @contextmanager
+    def disabled(self) -> Iterator["PromptedCLIP"]:
+        """Inside this block the model behaves as the untouched zero-shot CLIP
+        (``zero_shot_template`` for text, no visual prompts)."""
+        previous, self._enabled = self._enabled, False
+        try:
+            yield self
+        finally:
+            self._enabled = previous
+
+    def eject(self) -> nn.Module:
+        """Remove every hook, restore ``requires_grad`` flags and return the untouched model."""
+        if self._hooks is not None:
+            self._hooks.remove()
+            self._hooks = None
+        for name, p in self.model.named_parameters():
+            p.requires_grad_(self._requires_grad.get(name, p.requires_grad))
+        self._ejected = True
+        return self.model
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def parameter_counts(self) -> tuple[int, int]:
+        """(trainable, total) parameter counts."""
+        trainable = sum(p.numel() for p in self.trainable_parameters())
+        return trainable, sum(p.numel() for p in self.parameters())
+
+    def print_trainable_parameters(self) -> str:
+        trainable, total = self.parameter_counts()
+        line = f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {100 * trainable / total:.4f}"
+        print(line)
+        return line
+
+    # ------------------------------------------------------------------ checkpoints
+    def adapter_config(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "prompt": self.prompt.config(),
+            "template": self.template,
+            "zero_shot_template": self.zero_shot_template,
+            "classnames": self.classnames,
+            "backbone": self.backend.fingerprint(),
+            "package_version": __version__,
+        }
+
+    def adapter_state_dict(self) -> dict[str, Tensor]:
+        return {f"prompt.{k}": v.detach() for k, v in self.prompt.state_dict().items()}
+
+    def load_adapter_state_dict(self, state: dict[str, Tensor]) -> None:
+        from .checkpoint import load_into
+
+        load_into(self.prompt, state, prefix="prompt.")
+
+    def extra_repr(self) -> str:
+        return f"backend={self.backend.name}, method={self.method}, classes={len(self.tokens.classnames)}"
+
+
+def check_method_options(method: str, options: dict[str, Any], allowed: Sequence[str]) -> None:
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown} for method {method!r}; allowed: {sorted(allowed)}")

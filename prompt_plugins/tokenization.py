@@ -1,0 +1,116 @@
+"""Prompt templates as token ids, with slot and EOT positions recorded, never searched for.
+
+A class prompt is laid out as ``[SOS] slot_1 .. slot_n  <class name words> [EOT] pad..``:
+the ``n`` context slots sit at positions ``1 .. n`` and the EOT index is
+``1 + n + len(BPE(name + suffix))``. The words in the slots are only placeholders (or the
+``ctx_init`` words, which gives zero-shot parity at initialisation); their embeddings are
+replaced by the prompt module's context vectors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from .backends.base import Tokenizer
+from .errors import ClassNameError, ConfigError, PromptTooLongError
+
+#: placeholder word for context slots without ``ctx_init`` (CoOp uses "X"); never searched for
+PLACEHOLDER = "X"
+
+
+def as_tokenizer(obj: Any) -> Tokenizer:
+    """Accept a ``Tokenizer``, an OpenAI/open_clip ``SimpleTokenizer`` or a Hugging Face CLIP tokenizer."""
+    if isinstance(obj, Tokenizer):
+        return obj
+    if hasattr(obj, "encoder") and hasattr(obj, "bpe") and (
+            hasattr(obj, "sot_token_id") or "<|startoftext|>" in obj.encoder):
+        from .backends.openai_clip import bpe_tokenizer
+
+        return bpe_tokenizer(obj)
+    if hasattr(obj, "bos_token_id") and hasattr(obj, "eos_token_id") and hasattr(obj, "encode"):
+        pad = obj.pad_token_id if obj.pad_token_id is not None else obj.eos_token_id
+        return Tokenizer(
+            encode=lambda text: list(obj.encode(text, add_special_tokens=False)),
+            sos_id=obj.bos_token_id, eot_id=obj.eos_token_id, pad_id=pad,
+        )
+    raise ConfigError(
+        f"unsupported tokenizer {type(obj).__name__}: pass a clip/open_clip SimpleTokenizer, "
+        "a transformers CLIPTokenizer, or prompt_plugins.backends.Tokenizer"
+    )
+
+
+def check_classnames(classnames: Sequence[str]) -> list[str]:
+    """Validate a class list: non-empty, strings, no blanks, no duplicates."""
+    if isinstance(classnames, str):
+        raise ClassNameError(f"classnames must be a list of strings, got the single string {classnames!r}")
+    names = list(classnames)
+    if not names:
+        raise ClassNameError("the class list is empty: pass at least one class name")
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if not isinstance(name, str):
+            raise ClassNameError(f"class name #{i} is {type(name).__name__}, not str: {name!r}")
+        if not name.strip():
+            raise ClassNameError(f"class name #{i} is blank")
+        if name in seen:
+            raise ClassNameError(f"duplicate class name {name!r} at positions {seen[name]} and {i}")
+        seen[name] = i
+    return names
+
+
+@dataclass(frozen=True)
+class ClassTokens:
+    """Token ids of every class prompt. ``ids``: (C, context_length); ``eot``: (C,)."""
+
+    ids: Tensor
+    eot: Tensor
+    n_ctx: int
+    classnames: tuple[str, ...]
+
+    @property
+    def slots(self) -> slice:
+        return slice(1, 1 + self.n_ctx)
+
+
+def tokenize_classes(
+    tokenizer: Tokenizer,
+    classnames: Sequence[str],
+    *,
+    context_length: int,
+    n_ctx: int = 0,
+    ctx_words: str | None = None,
+    template: str = "{}.",
+) -> ClassTokens:
+    """Token ids for ``[SOS] <n_ctx slots> template.format(name) [EOT]`` per class.
+
+    ``ctx_words`` fills the slots with real words (it must encode to exactly ``n_ctx``
+    tokens); otherwise placeholders fill them. With ``n_ctx=0`` this is plain zero-shot
+    tokenisation of ``template``.
+    """
+    names = check_classnames(classnames)
+    if "{}" not in template:
+        raise ConfigError(f"template {template!r} has no '{{}}' for the class name")
+    if ctx_words is not None:
+        slot_ids = tokenizer.encode(ctx_words)
+        if len(slot_ids) != n_ctx:
+            raise ConfigError(f"ctx_init {ctx_words!r} is {len(slot_ids)} tokens, but n_ctx={n_ctx}")
+    else:
+        slot_ids = tokenizer.encode(" ".join([PLACEHOLDER] * n_ctx)) if n_ctx else []
+        if len(slot_ids) != n_ctx:  # pragma: no cover - "X" is one token in CLIP's BPE
+            raise ConfigError(f"placeholder {PLACEHOLDER!r} is not a single token for this tokenizer")
+    ids = torch.full((len(names), context_length), tokenizer.pad_id, dtype=torch.long)
+    eot = torch.empty(len(names), dtype=torch.long)
+    for c, name in enumerate(names):
+        row = [tokenizer.sos_id, *slot_ids, *tokenizer.encode(template.format(name)), tokenizer.eot_id]
+        if len(row) > context_length:
+            raise PromptTooLongError(
+                f"class {name!r}: its prompt is {len(row)} tokens ({n_ctx} context + "
+                f"{len(row) - n_ctx - 2} for the name + SOS/EOT), more than the context length "
+                f"{context_length}. Shorten the class name or use fewer context tokens."
+            )
+        ids[c, : len(row)] = torch.tensor(row)
+        eot[c] = len(row) - 1
+    return ClassTokens(ids=ids, eot=eot, n_ctx=n_ctx, classnames=tuple(names))
