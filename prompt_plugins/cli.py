@@ -1,0 +1,34 @@
+"""``prompt-plugins`` command line. Each subcommand lives in ``prompt_plugins/commands/<name>.py``
+and exposes ``add_parser(subparsers)`` which sets ``func`` on its parser; ``COMMANDS`` lists them."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import PromptPluginsError
+
+#: subcommand modules, in help order
+COMMANDS: list[str] = []
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prompt-plugins", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"prompt_plugins.commands.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PromptPluginsError as exc:
+        print(f"prompt-plugins {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
