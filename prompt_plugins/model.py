@@ -1,6 +1,7 @@
 """``PromptedCLIP``: a user's CLIP model plus a prompt module, attached without forking it."""
 from __future__ import annotations
 
+from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
@@ -12,7 +13,7 @@ from ._version import __version__
 from .backends import Backend, resolve
 from .errors import ClassNameError, ConfigError, PromptPluginsError, ShapeError
 from .prompts.base import PromptModule, Prompts
-from .text_encoder import encode_tokens
+from .text_encoder import PromptSet, encode_tokens_multi
 from .tokenization import ClassTokens, as_tokenizer, check_classnames, tokenize_classes
 from .visual_hooks import VisualPromptHooks
 
@@ -53,6 +54,9 @@ class PromptedCLIP(nn.Module):
         model.requires_grad_(False)
         self._enabled = True
         self._ejected = False
+        #: most cached class-feature entries kept (0 disables the cache); see ``encode_text_multi``
+        self.text_cache_size = 8
+        self._text_cache: OrderedDict[tuple, tuple[Tensor, list]] = OrderedDict()
         self.set_classnames(classnames)
         self._hooks = VisualPromptHooks(self.backend) if prompt().visual is not None else None
 
@@ -74,6 +78,7 @@ class PromptedCLIP(nn.Module):
         self.tokens: ClassTokens = tokenize_classes(
             self.tokenizer, names, n_ctx=self.prompt.n_ctx, ctx_words=self.prompt.ctx_words,
             template=self.template, **kw)
+        self._text_cache.clear()
         self.zero_shot_tokens: ClassTokens = tokenize_classes(
             self.tokenizer, names, template=self.zero_shot_template, **kw)
 
@@ -104,17 +109,81 @@ class PromptedCLIP(nn.Module):
 
     def encode_text(self, classes: ClassSelector = None, *, prompts: Prompts | None = None,
                     normalize: bool = True) -> Tensor:
-        """(C, E) class features (fp32, L2-normalised by default) for ``classes`` (default: all)."""
+        """(C, E) class features (fp32, L2-normalised by default) for ``classes`` (default: all).
+
+        Features are cached when they cannot need gradients (see :meth:`encode_text_multi`)."""
+        return self.encode_text_multi([(classes, prompts)], normalize=normalize)[0]
+
+    def encode_text_multi(self, requests: Sequence[tuple[ClassSelector, Prompts | None]], *,
+                          normalize: bool = True) -> list[Tensor]:
+        """Features for several (classes, prompts) requests, computed in one pass through the
+        text tower; ``prompts=None`` uses the prompt module (e.g. DPC: base classes with the tuned
+        prompt X and new classes with the frozen backbone prompt P). -> list of (C_i, E), fp32.
+
+        **Cache.** A request whose prompt tensors cannot receive gradients (grad disabled, or no
+        prompt tensor requires grad) is served from a small cache of class features. An entry is
+        keyed on: enabled/``disabled()`` state, the class list (``set_classnames`` clears the
+        cache), the class selection, autocast state, model dtype/device, and, for every prompt
+        tensor (the prompt module's parameters and buffers for ``prompts=None``, else the given
+        ``text``/``text_deep``), its identity, ``data_ptr`` and ``_version`` counter, so any
+        in-place update (optimiser step, ``load_state_dict``, ``copy_``) or a new tensor
+        invalidates it. Entries hold references to those tensors, so ids cannot be recycled.
+        The CLIP weights are assumed frozen: call :meth:`clear_text_cache` after changing them.
+        """
         self._check_attached()
-        idx = self.class_indices(classes)
-        if not self._enabled:
-            feats = encode_tokens(self.backend, self.zero_shot_tokens, idx)
-        else:
-            p = self.prompt() if prompts is None else prompts
-            feats = encode_tokens(self.backend, self.tokens, idx, p.text, p.text_deep,
-                                  grad_checkpointing=self.grad_checkpointing)
-        feats = feats.float()
-        return F.normalize(feats, dim=-1) if normalize else feats
+        out: list[Tensor | None] = [None] * len(requests)
+        todo: list[tuple[int, PromptSet, tuple | None, list]] = []
+        for r, (classes, prompts) in enumerate(requests):
+            idx = self.class_indices(classes)
+            if not self._enabled:
+                tensors, pset = [], PromptSet(idx)
+            else:
+                tensors, pset = self._prompt_state(prompts), None
+            key, refs = self._cache_key(idx, prompts, tensors)
+            if key is not None and key in self._text_cache:
+                out[r] = self._text_cache[key][0]
+                self._text_cache.move_to_end(key)
+                continue
+            if pset is None:  # prompts computed lazily only on a miss
+                p = self.prompt() if prompts is None else prompts
+                pset = PromptSet(idx, p.text, p.text_deep)
+            todo.append((r, pset, key, refs))
+        if todo:
+            tokens = self.tokens if self._enabled else self.zero_shot_tokens
+            feats = encode_tokens_multi(self.backend, tokens, [t[1] for t in todo],
+                                        grad_checkpointing=self.grad_checkpointing)
+            for (r, _, key, refs), f in zip(todo, feats):
+                f = f.float()
+                out[r] = f
+                if key is not None:
+                    self._text_cache[key] = (f.detach(), refs)
+                    while len(self._text_cache) > self.text_cache_size:
+                        self._text_cache.popitem(last=False)
+        return [F.normalize(f, dim=-1) if normalize else f.clone() if not f.requires_grad else f
+                for f in out]
+
+    def clear_text_cache(self) -> None:
+        """Drop every cached class feature (done automatically when prompts or classes change)."""
+        self._text_cache.clear()
+
+    def _prompt_state(self, prompts: Prompts | None) -> list[Tensor]:
+        if prompts is None:
+            return [*self.prompt.parameters(), *self.prompt.buffers()]
+        return [t for t in (prompts.text, prompts.text_deep) if t is not None]
+
+    def _cache_key(self, idx: Tensor | None, prompts: Prompts | None, tensors: list[Tensor]) -> tuple[tuple | None, list]:
+        """Cache key and the objects the entry must keep alive; (None, []) when caching is off."""
+        if self.text_cache_size <= 0:
+            return None, []
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            return None, []
+        device = self.backend.device
+        amp = torch.is_autocast_enabled(device.type)
+        state = tuple((id(t), t.data_ptr(), t._version, tuple(t.shape)) for t in tensors)
+        source = "module" if prompts is None else "given"
+        key = (self._enabled, id(self.tokens), None if idx is None else tuple(idx.tolist()), source, state,
+               amp, torch.get_autocast_dtype(device.type) if amp else None, self.backend.dtype, str(device))
+        return key, [self.tokens, *tensors]
 
     def encode_image(self, images: Tensor, *, prompts: Prompts | None = None, normalize: bool = True) -> Tensor:
         """(B, 3, H, W) images or (B, T, 3, H, W) videos -> (B, E) fp32 features (normalised by default)."""
@@ -193,6 +262,7 @@ class PromptedCLIP(nn.Module):
         for name, p in self.model.named_parameters():
             p.requires_grad_(self._requires_grad.get(name, p.requires_grad))
         self._ejected = True
+        self._text_cache.clear()
         return self.model
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -228,6 +298,7 @@ class PromptedCLIP(nn.Module):
         from .checkpoint import load_into
 
         load_into(self.prompt, state, prefix="prompt.")
+        self._text_cache.clear()
 
     def extra_repr(self) -> str:
         return f"backend={self.backend.name}, method={self.method}, classes={len(self.tokens.classnames)}"
