@@ -120,8 +120,11 @@ class PromptedCLIP(nn.Module):
         text tower; ``prompts=None`` uses the prompt module (e.g. DPC: base classes with the tuned
         prompt X and new classes with the frozen backbone prompt P). -> list of (C_i, E), fp32.
 
-        **Cache.** A request whose prompt tensors cannot receive gradients (grad disabled, or no
-        prompt tensor requires grad) is served from a small cache of class features. An entry is
+        Requests that need gradients run in one pass; the others in a second pass without a
+        graph (their features never require grad).
+
+        **Cache.** A request that cannot need gradients (grad disabled, or neither a prompt tensor
+        nor a CLIP weight requires grad) is served from a small cache of class features. An entry is
         keyed on: enabled/``disabled()`` state, the class list (``set_classnames`` clears the
         cache), the class selection, autocast state, model dtype/device, and, for every prompt
         tensor (the prompt module's parameters and buffers for ``prompts=None``, else the given
@@ -132,14 +135,16 @@ class PromptedCLIP(nn.Module):
         """
         self._check_attached()
         out: list[Tensor | None] = [None] * len(requests)
-        todo: list[tuple[int, PromptSet, tuple | None, list]] = []
+        todo: list[tuple[int, PromptSet, tuple | None, list, bool]] = []
         for r, (classes, prompts) in enumerate(requests):
             idx = self.class_indices(classes)
             if not self._enabled:
                 tensors, pset = [], PromptSet(idx)
             else:
                 tensors, pset = self._prompt_state(prompts), None
-            key, refs = self._cache_key(idx, prompts, tensors)
+            needs_grad = torch.is_grad_enabled() and (
+                any(t.requires_grad for t in tensors) or any(w.requires_grad for w in self.model.parameters()))
+            key, refs = (None, []) if needs_grad else self._cache_key(idx, prompts, tensors)
             if key is not None and key in self._text_cache:
                 out[r] = self._text_cache[key][0]
                 self._text_cache.move_to_end(key)
@@ -147,12 +152,16 @@ class PromptedCLIP(nn.Module):
             if pset is None:  # prompts computed lazily only on a miss
                 p = self.prompt() if prompts is None else prompts
                 pset = PromptSet(idx, p.text, p.text_deep)
-            todo.append((r, pset, key, refs))
-        if todo:
-            tokens = self.tokens if self._enabled else self.zero_shot_tokens
-            feats = encode_tokens_multi(self.backend, tokens, [t[1] for t in todo],
-                                        grad_checkpointing=self.grad_checkpointing)
-            for (r, _, key, refs), f in zip(todo, feats):
+            todo.append((r, pset, key, refs, needs_grad))
+        tokens = self.tokens if self._enabled else self.zero_shot_tokens
+        # sets that cannot need gradients run in their own pass without a graph
+        for group in ([t for t in todo if t[4]], [t for t in todo if not t[4]]):
+            if not group:
+                continue
+            with torch.set_grad_enabled(group[0][4]):
+                feats = encode_tokens_multi(self.backend, tokens, [t[1] for t in group],
+                                            grad_checkpointing=self.grad_checkpointing)
+            for (r, _, key, refs, _), f in zip(group, feats):
                 f = f.float()
                 out[r] = f
                 if key is not None:
@@ -174,8 +183,6 @@ class PromptedCLIP(nn.Module):
     def _cache_key(self, idx: Tensor | None, prompts: Prompts | None, tensors: list[Tensor]) -> tuple[tuple | None, list]:
         """Cache key and the objects the entry must keep alive; (None, []) when caching is off."""
         if self.text_cache_size <= 0:
-            return None, []
-        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
             return None, []
         device = self.backend.device
         amp = torch.is_autocast_enabled(device.type)

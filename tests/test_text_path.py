@@ -274,11 +274,22 @@ def test_encode_text_multi_one_pass_and_cached_frozen_set(backend_name, clip_mod
     frozen = Prompts(text=torch.randn(4, 64), text_deep=torch.randn(1, 4, 64))
     requests = [(["a", "cat"], None), (["x y", "spotted salamander"], frozen)]
     base, new = prompted.encode_text_multi(requests)
-    assert counter == [2]  # both sets in one pass
+    assert counter == [1, 1]  # the trainable set with a graph, the frozen one without
     torch.testing.assert_close(base, prompted.encode_text(["a", "cat"]), atol=1e-5, rtol=0)
     torch.testing.assert_close(new, prompted.encode_text(["x y", "spotted salamander"], prompts=frozen), atol=1e-5, rtol=0)
-    assert counter == [2, 1]  # trainable set recomputed, the frozen one was a hit
+    assert counter == [1, 1, 1]  # trainable set recomputed, the frozen one was a hit
     base2, new2 = prompted.encode_text_multi(requests)
-    assert counter == [2, 1, 1] and base2.requires_grad and not new2.requires_grad
+    assert counter == [1, 1, 1, 1] and base2.requires_grad and not new2.requires_grad
     base2.sum().backward()
     assert prompted.prompt.ctx.grad is not None and prompted.prompt.text_deep.grad is not None
+
+
+def test_encode_text_multi_without_grad_is_one_pass(clip_model, counter):
+    prompted = _wrap(clip_model, n_ctx=4)
+    frozen = Prompts(text=torch.randn(4, 64))
+    with torch.no_grad():
+        a, b = prompted.encode_text_multi([([0, 1], None), ([2, 3, 4], frozen)], normalize=False)
+    assert counter == [2] and not a.requires_grad and not b.requires_grad
+    with torch.no_grad():
+        torch.testing.assert_close(b, prompted.encode_text([2, 3, 4], prompts=frozen, normalize=False), atol=0, rtol=0)
+    assert counter == [2]
