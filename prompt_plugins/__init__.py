@@ -23,10 +23,13 @@ from .methods import METHODS, from_pretrained, register_method, wrap
 from .model import PromptedCLIP
 from .prompts.base import PromptModule, Prompts
 from .prompts.soft import SoftPrompt
+from .prompts.dual import DualPromptWrapper
+from .losses import HardNegativeOptimizer, symmetric_info_nce
 
 __all__ = [
     "__version__", "wrap", "from_pretrained", "save_pretrained", "register_method", "METHODS", "resolve",
     "PromptedCLIP", "PromptModule", "Prompts", "SoftPrompt",
     "PromptPluginsError", "UnsupportedModelError", "ClassNameError", "PromptTooLongError", "ShapeError",
     "ConfigError", "CheckpointError", "UnsafeCheckpointError",
+    "DualPromptWrapper", "HardNegativeOptimizer", "symmetric_info_nce",
 ]

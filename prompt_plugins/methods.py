@@ -111,3 +111,12 @@ def from_pretrained(model: nn.Module, directory: str | os.PathLike, classnames: 
     if not isinstance(method, str):
         raise ConfigError(f"{directory}: adapter_config.json has no 'method'")
     return get_method(method).load(model, config, state, classnames, **options)
+
+
+def _register_dpc() -> None:
+    from .prompts.dual import build_dpc, load_dpc
+
+    register_method("dpc", build_dpc, load_dpc, "DPC: frozen backbone prompt + parallel prompt for base classes")
+
+
+_register_dpc()
