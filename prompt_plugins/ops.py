@@ -9,6 +9,7 @@ tests and benchmarks.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import ShapeError
@@ -16,6 +17,7 @@ from .errors import ShapeError
 __all__ = [
     "append_prompt_tokens", "append_prompt_tokens_reference",
     "replace_prompt_tokens", "replace_prompt_tokens_reference",
+    "pool_frames", "pool_frames_reference", "video_logits", "video_logits_reference",
 ]
 
 
@@ -92,3 +94,38 @@ def replace_prompt_tokens_reference(x: Tensor, prompts: Tensor, layout: str = "N
         return replace_prompt_tokens_reference(x.transpose(0, 1), prompts).transpose(0, 1)
     n = prompts.shape[0]
     return torch.cat([x[:, :-n], prompts.to(x.dtype).unsqueeze(0).repeat(x.shape[0], 1, 1)], dim=1)
+
+
+def pool_frames(frame_features: Tensor, frames: int, normalize: bool = True) -> Tensor:
+    """(B·T, E) per-frame features -> (B, E): mean over T, then L2-normalise (ViFi/GA2 order, spec T5).
+
+    A reshape (a view) and one reduction; normalising before the mean is the common mistake
+    this order avoids.
+    """
+    if frame_features.dim() != 2 or frame_features.shape[0] % frames:
+        raise ShapeError(f"frame features {tuple(frame_features.shape)} are not (B*T, E) for T={frames}")
+    pooled = frame_features.view(-1, frames, frame_features.shape[-1]).mean(dim=1)
+    return F.normalize(pooled, dim=-1) if normalize else pooled
+
+
+def pool_frames_reference(frame_features: Tensor, frames: int) -> Tensor:
+    """Plain loop over videos (the reference for ``pool_frames``)."""
+    out = []
+    for i in range(0, frame_features.shape[0], frames):
+        v = frame_features[i:i + frames].sum(dim=0) / frames
+        out.append(v / v.norm())
+    return torch.stack(out)
+
+
+def video_logits(frame_features: Tensor, text_features: Tensor, frames: int, scale: Tensor | float = 1.0) -> Tensor:
+    """(B·T, E) frame features and (C, E) normalised text features -> (B, C) ``scale · v̂ t̂ᵀ``.
+
+    Pools with ``pool_frames`` then one matmul (``einsum('be,ce->bc')``); no per-frame logits
+    are materialised.
+    """
+    return scale * torch.einsum("be,ce->bc", pool_frames(frame_features, frames), text_features)
+
+
+def video_logits_reference(frame_features: Tensor, text_features: Tensor, frames: int,
+                           scale: Tensor | float = 1.0) -> Tensor:
+    return scale * pool_frames_reference(frame_features, frames) @ text_features.t()
