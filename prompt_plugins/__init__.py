@@ -30,3 +30,7 @@ __all__ = [
     "PromptPluginsError", "UnsupportedModelError", "ClassNameError", "PromptTooLongError", "ShapeError",
     "ConfigError", "CheckpointError", "UnsafeCheckpointError",
 ]
+from .losses.attribute_anchor import AttributeAnchorLoss  # noqa: E402
+from .prompts.coupler import HardSoftCoupler  # noqa: E402
+
+__all__ += ["AttributeAnchorLoss", "HardSoftCoupler"]

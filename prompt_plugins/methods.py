@@ -112,3 +112,5 @@ def from_pretrained(model: nn.Module, directory: str | os.PathLike, classnames: 
     if not isinstance(method, str):
         raise ConfigError(f"{directory}: adapter_config.json has no 'method'")
     return get_method(method).load(model, config, state, classnames, **options)
+
+from . import ga2 as _ga2  # noqa: E402,F401  registers method "ga2"
