@@ -31,6 +31,7 @@ class Importer:
 IMPORTERS: dict[str, Importer] = {}
 #: modules that register importers; imported lazily by ``get_importer`` / ``detect_format``
 IMPORTER_MODULES: list[str] = []
+IMPORTER_MODULES += ["prompt_plugins.importers.vificlip", "prompt_plugins.importers.ga2"]
 
 
 def register_importer(name: str, detect: Callable[[Path], bool], convert: Callable[..., Path], doc: str = "") -> None:

@@ -57,9 +57,9 @@ def load_hard_prompt(source: Tensor | str | os.PathLike, key: str | None = None,
                 raise CheckpointError(f"hard-prompt file {str(path)!r} does not exist")
             tensors = load_file(str(path))
         else:
-            from ..importers import safe_load
+            from ..importers._video import read_checkpoint  # weights-only; pickled configs read as inert dicts
 
-            tensors = _flatten_checkpoint(safe_load(path, allow_unsafe=allow_unsafe))
+            tensors = _flatten_checkpoint(read_checkpoint(path, allow_unsafe=allow_unsafe))
         if key is not None:
             if key not in tensors:
                 raise CheckpointError(f"{path} has no tensor {key!r}; it holds {sorted(tensors)[:20]}")
