@@ -74,17 +74,28 @@ def append_prompt_tokens_reference(x: Tensor, prompts: Tensor, temporal: Tensor 
     return torch.cat([x, rep], dim=1)
 
 
-def replace_prompt_tokens(x: Tensor, prompts: Tensor, layout: str = "NLD") -> Tensor:
-    """Replace the last n tokens of every sequence with ``prompts`` (n, D) (deep prompts)."""
+def replace_prompt_tokens(x: Tensor, prompts: Tensor, layout: str = "NLD", inplace: bool | None = None) -> Tensor:
+    """Replace the last n tokens of every sequence with ``prompts`` (n, D) (deep prompts).
+
+    ``inplace=None`` (default) writes into ``x`` itself when autograd does not track it (inference,
+    ``no_grad``/``inference_mode`` or a frozen input), so no second activation-sized buffer is made;
+    under autograd a single new buffer is filled (the prompts broadcast, never repeated).
+    """
     n = prompts.shape[0]
     p = prompts.to(x.dtype)
-    if layout == "NLD":
-        out = x.new_empty(x.shape)
-        out[:, :-n] = x[:, :-n]
-        out[:, -n:] = p
+    if inplace is None:
+        inplace = not (torch.is_grad_enabled() and (x.requires_grad or p.requires_grad))
+    if inplace:
+        out = x
     else:
         out = x.new_empty(x.shape)
-        out[:-n] = x[:-n]
+        if layout == "NLD":
+            out[:, :-n] = x[:, :-n]
+        else:
+            out[:-n] = x[:-n]
+    if layout == "NLD":
+        out[:, -n:] = p
+    else:
         out[-n:] = p.unsqueeze(1)
     return out
 

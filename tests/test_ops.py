@@ -165,6 +165,8 @@ def test_temporal_prompts_in_a_model(backend_name, classnames):
     assert prompted.prompt.temporal.abs().sum() == 0  # starts as frame-shared prompts
     video = images(2, frames=3)
     shared = prompted.encode_image(video)
+    with torch.no_grad():  # in-place deep replacement under no_grad gives the same features
+        torch.testing.assert_close(prompted.encode_image(video), shared, atol=1e-6, rtol=0)
     # zero offsets: identical to the frame-shared prompts; each frame then mean-pooled (T5)
     frames = torch.stack([prompted.encode_image(video[:, f], normalize=False) for f in range(3)], 1)
     torch.testing.assert_close(shared, torch.nn.functional.normalize(frames.mean(1), dim=-1), atol=1e-5, rtol=0)
@@ -184,3 +186,17 @@ def test_temporal_prompts_in_a_model(backend_name, classnames):
     assert prompted.prompt.temporal.grad.abs().sum() > 0
     with pytest.raises(ShapeError, match="T=3 frames, got videos of T=4"):
         prompted.encode_image(images(1, frames=4))
+
+
+@pytest.mark.parametrize("layout", ["NLD", "LND"])
+def test_replace_writes_in_place_only_when_autograd_does_not_track(layout):
+    x, p, _ = _inputs(4, layout, False)
+    ref = ops.replace_prompt_tokens_reference(x, p, layout=layout).detach()
+    with torch.no_grad():
+        buf = x.detach().clone()
+        out = ops.replace_prompt_tokens(buf, p, layout=layout)
+    assert out.data_ptr() == buf.data_ptr()  # inference: no second activation buffer
+    torch.testing.assert_close(out, ref, atol=0, rtol=0)
+    tracked = ops.replace_prompt_tokens(x, p, layout=layout)
+    assert tracked.data_ptr() != x.data_ptr() and tracked.requires_grad  # training: x is left intact
+    torch.testing.assert_close(tracked.detach(), ref, atol=0, rtol=0)
