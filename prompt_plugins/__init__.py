@@ -33,3 +33,7 @@ __all__ = [
     "ConfigError", "CheckpointError", "UnsafeCheckpointError",
     "DualPromptWrapper", "HardNegativeOptimizer", "symmetric_info_nce",
 ]
+from .losses.attribute_anchor import AttributeAnchorLoss  # noqa: E402
+from .prompts.coupler import HardSoftCoupler  # noqa: E402
+
+__all__ += ["AttributeAnchorLoss", "HardSoftCoupler"]

@@ -30,6 +30,7 @@ KNOWN_CONFIG_KEYS = {
     "format_version", "package_version", "method", "prompt", "template", "zero_shot_template",
     "classnames", "backbone", "weights_sha256", "dpc", "inner",
 }
+KNOWN_CONFIG_KEYS |= {"imported_from"}
 #: fingerprint keys that decide whether prompt tensors fit a backbone
 SHAPE_KEYS = ("text_width", "text_layers", "context_length", "vision_width", "vision_layers", "embed_dim")
 

@@ -10,6 +10,7 @@ from .errors import PromptPluginsError
 
 #: subcommand modules, in help order
 COMMANDS: list[str] = []
+COMMANDS += ["convert"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -43,7 +43,8 @@ def get_method(name: str) -> Method:
 
 #: options of PromptedCLIP itself (the rest go to the prompt module)
 MODEL_OPTIONS = ("tokenizer", "template", "zero_shot_template", "grad_checkpointing")
-SOFT_OPTIONS = ("n_ctx", "ctx_init", "class_specific", "depth", "n_visual_ctx", "visual_depth", "init_std")
+SOFT_OPTIONS = ("n_ctx", "ctx_init", "class_specific", "depth", "n_visual_ctx", "visual_depth", "init_std",
+                "temporal_frames")
 
 
 def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -120,3 +121,4 @@ def _register_dpc() -> None:
 
 
 _register_dpc()
+from . import ga2 as _ga2  # noqa: E402,F401  registers method "ga2"

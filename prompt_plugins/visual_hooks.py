@@ -20,6 +20,10 @@ from .prompts.base import Prompts
 
 
 class VisualPromptHooks:
+    #: the ops the hooks call; benchmarks swap in the ``*_reference`` formulations to compare
+    append_op = staticmethod(append_prompt_tokens)
+    replace_op = staticmethod(replace_prompt_tokens)
+
     def __init__(self, backend: Backend):
         self.backend = backend
         self.layout = backend.vision_layout
@@ -43,14 +47,14 @@ class VisualPromptHooks:
             return None
         x: Tensor = args[0]
         # ln_pre sees NLD in every supported library (the permute to LND comes after it)
-        return (append_prompt_tokens(x, p.visual, p.temporal, layout="NLD"), *args[1:])
+        return (self.append_op(x, p.visual, p.temporal, layout="NLD"), *args[1:])
 
     def _block_hook(self, i: int, module, args: tuple, kwargs: dict):
         p = self.prompts
         if p is None or p.visual_deep is None or i > p.visual_deep.shape[0]:
             return None
         x, rebuild = Backend.block_hidden(args, kwargs)
-        return rebuild(replace_prompt_tokens(x, p.visual_deep[i - 1], layout=self.layout))
+        return rebuild(self.replace_op(x, p.visual_deep[i - 1], layout=self.layout))
 
     def remove(self) -> None:
         for handle in self.handles:

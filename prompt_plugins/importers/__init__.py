@@ -32,6 +32,7 @@ IMPORTERS: dict[str, Importer] = {}
 #: modules that register importers; imported lazily by ``get_importer`` / ``detect_format``
 IMPORTER_MODULES: list[str] = []
 IMPORTER_MODULES.append("prompt_plugins.importers.dpc")  # CoOp and CoOp+DPC checkpoints
+IMPORTER_MODULES += ["prompt_plugins.importers.vificlip", "prompt_plugins.importers.ga2"]
 
 
 def register_importer(name: str, detect: Callable[[Path], bool], convert: Callable[..., Path], doc: str = "") -> None:

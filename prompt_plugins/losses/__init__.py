@@ -1,4 +1,5 @@
-"""Training objectives that plug into any loop (``loss = objective(images, labels)``)."""
+"""Training objectives that plug into any loop: plain modules over features, logits or a prompted model."""
+from .attribute_anchor import DEFAULT_ATTRIBUTE_BANK, AnchorStream, AttributeAnchorLoss
 from .hard_negative import (
     HardNegativeBatch,
     HardNegativeOptimizer,
@@ -9,4 +10,4 @@ from .hard_negative import (
 )
 
 __all__ = ["HardNegativeOptimizer", "HardNegativeBatch", "symmetric_info_nce", "symmetric_info_nce_from_logits",
-           "build_class_index", "gather_rows"]
+           "build_class_index", "gather_rows", "AttributeAnchorLoss", "AnchorStream", "DEFAULT_ATTRIBUTE_BANK"]

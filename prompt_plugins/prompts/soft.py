@@ -27,6 +27,9 @@ class SoftPrompt(PromptModule):
       text_deep    (depth - 1, n_ctx, Dt): a separate prompt per text block 1 .. depth-1
       visual       (n_visual_ctx, Dv): tokens appended to the visual sequence
       visual_deep  (visual_depth - 1, n_visual_ctx, Dv)
+      temporal     (temporal_frames, n_visual_ctx, Dv): per-frame offsets added to ``visual`` for
+                   videos of exactly ``temporal_frames`` frames; zero-initialised, so training
+                   starts from frame-shared prompts (``temporal_frames=0``, the default: none)
 
     ``init`` is an optional (n_ctx, Dt) tensor for ``ctx`` (the embeddings of ``ctx_init``
     words); otherwise everything starts from N(0, init_std²) as in CoOp/IVLP.
@@ -50,6 +53,7 @@ class SoftPrompt(PromptModule):
         visual_depth: int | None = None,
         max_visual_depth: int | None = None,
         init_std: float = 0.02,
+        temporal_frames: int = 0,
     ):
         super().__init__()
         self.n_ctx = _check_int("n_ctx", n_ctx, 1)
@@ -88,12 +92,21 @@ class SoftPrompt(PromptModule):
             if self.n_visual_ctx and self.visual_depth > 1 else None
         )
 
+        self.temporal_frames = _check_int("temporal_frames", temporal_frames, 0)
+        if self.temporal_frames and not self.n_visual_ctx:
+            raise ConfigError("temporal_frames > 0 needs visual prompts: set n_visual_ctx > 0")
+        self.temporal = (
+            nn.Parameter(torch.zeros(self.temporal_frames, self.n_visual_ctx, vision_width))
+            if self.temporal_frames else None
+        )
+
     @property
     def ctx_words(self) -> str | None:
         return self._ctx_init
 
     def forward(self) -> Prompts:
-        return Prompts(text=self.ctx, text_deep=self.text_deep, visual=self.visual, visual_deep=self.visual_deep)
+        return Prompts(text=self.ctx, text_deep=self.text_deep, visual=self.visual, visual_deep=self.visual_deep,
+                       temporal=self.temporal)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -105,6 +118,7 @@ class SoftPrompt(PromptModule):
             "n_visual_ctx": self.n_visual_ctx,
             "visual_depth": self.visual_depth or None,
             "init_std": self.init_std,
+            **({"temporal_frames": self.temporal_frames} if self.temporal_frames else {}),
         }
 
     @classmethod

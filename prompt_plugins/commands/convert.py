@@ -1,0 +1,78 @@
+"""``prompt-plugins convert SRC OUT_DIR [--format NAME] ...``: turn a checkpoint released by another code base
+into an adapter directory that ``from_pretrained`` loads. Formats come from the importer registry."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import CONFIG_NAME
+from ..errors import ConfigError
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _read_classnames(path: str) -> list[str]:
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"--classnames file {path!r} does not exist (one class name per line)")
+    names = [line.strip() for line in file.read_text().splitlines() if line.strip()]
+    if not names:
+        raise ConfigError(f"--classnames file {path!r} has no class names (one per line)")
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..importers import detect_format, get_importer
+
+    fmt = args.format or detect_format(args.src)
+    importer = get_importer(fmt)
+    options: dict[str, Any] = {}
+    for item in args.option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--option {item!r}: use KEY=VALUE (VALUE is JSON when it parses, else a string)")
+        options[key.replace("-", "_")] = _parse_value(value)
+    if args.hard_prompt is not None:
+        options["hard_prompt"] = args.hard_prompt
+    if args.classnames is not None:
+        options["classnames"] = _read_classnames(args.classnames)
+    if args.allow_unsafe:
+        options["allow_unsafe"] = True
+    out = Path(importer.convert(Path(args.src), Path(args.out_dir), **options))
+    config = json.loads((out / CONFIG_NAME).read_text())
+    report = config.get("imported_from") or {}
+    print(f"converted {args.src} ({fmt}) -> {out}")
+    for key in ("dropped", "unexpected", "missing"):
+        if report.get(key):
+            print(f"  {key} keys: {', '.join(report[key])}")
+    if report.get("skipped_backbone"):
+        print(f"  backbone tensors not imported: {report['skipped_backbone']}")
+    return 0
+
+
+def add_parser(subparsers: Any) -> None:
+    from ..importers import IMPORTERS, _load_all
+
+    _load_all()
+    parser = subparsers.add_parser(
+        "convert", help="convert a released checkpoint into an adapter directory",
+        description="Convert a checkpoint released by another code base (see --format) into an adapter directory "
+                    "that prompt_plugins.from_pretrained loads. Pickles are read weights-only.")
+    parser.add_argument("src", help="checkpoint file")
+    parser.add_argument("out_dir", help="adapter directory to write")
+    parser.add_argument("--format", choices=sorted(IMPORTERS) or None,
+                        help="checkpoint format (detected when omitted)")
+    parser.add_argument("--hard-prompt", help="GA2-CLIP: the hard_prompt_pretrain checkpoint or a .safetensors file")
+    parser.add_argument("--classnames", help="text file with one class name per line, stored in the adapter")
+    parser.add_argument("--allow-unsafe", action="store_true",
+                        help="load pickles that need arbitrary code (only for files you trust)")
+    parser.add_argument("--option", action="append", metavar="KEY=VALUE",
+                        help="extra importer option, passed through (repeatable)")
+    parser.set_defaults(func=run)
