@@ -1,0 +1,69 @@
+"""Small training / evaluation helpers shared by ``demo`` and ``train``/``eval``."""
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def harmonic_mean(base: float, new: float) -> float:
+    return 0.0 if base + new == 0 else 2 * base * new / (base + new)
+
+
+@torch.no_grad()
+def encode_images(prompted, x: Tensor, *, batch: int = 256, device: str = "cpu") -> Tensor:
+    """(N, ...) images or videos -> (N, E) normalised features from the prompted model (no grad)."""
+    return torch.cat([prompted.encode_image(x[i:i + batch].to(device)) for i in range(0, len(x), batch)])
+
+
+def fit(logits_fn: Callable[[Tensor], Tensor], params: Iterable[nn.Parameter], targets: Tensor, *, steps: int,
+        lr: float, batch: int, seed: int, desc: str = "training", progress: bool = True,
+        extra_loss: Callable[[Tensor], Tensor] | None = None) -> float:
+    """Minimise cross-entropy of ``logits_fn(indices) -> (b, C)`` against ``targets[indices]`` with
+    AdamW + cosine decay, sampling mini-batches with a seeded generator. Returns the final loss."""
+    from tqdm.auto import tqdm
+
+    params = list(params)
+    if not params:
+        raise ValueError("nothing to train: the adapter has no trainable parameters")
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
+    g = torch.Generator().manual_seed(int(seed))
+    n, loss = len(targets), torch.tensor(float("nan"))
+    order, pos = torch.randperm(n, generator=g), 0
+    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False, unit="step")
+    for _ in bar:
+        if pos + min(batch, n) > n:
+            order, pos = torch.randperm(n, generator=g), 0
+        idx = order[pos:pos + batch]
+        pos += len(idx)
+        loss = F.cross_entropy(logits_fn(idx), targets[idx].to(_device(params)))
+        if extra_loss is not None:
+            loss = loss + extra_loss(idx)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    return float(loss.item())
+
+
+def _device(params: list[nn.Parameter]) -> torch.device:
+    return params[0].device
+
+
+def accuracy(logits: Tensor, targets: Tensor) -> float:
+    """Top-1 accuracy in percent."""
+    return 100.0 * (logits.argmax(-1).cpu() == targets.cpu()).float().mean().item()
+
+
+class Timer:
+    def __enter__(self) -> "Timer":
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.perf_counter() - self.start

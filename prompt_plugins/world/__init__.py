@@ -1,0 +1,12 @@
+"""A procedural base-to-new world: coloured shapes (images) and moving shapes (videos) with
+compositional class names, a tiny OpenAI CLIP pretrained on it, and a shifted downstream split.
+
+Needs numpy and the ``clip`` package (the ``demo`` extra); ``import prompt_plugins`` never imports it.
+"""
+from .classes import COLOURS, MOTIONS, SHAPES, World
+from .config import PRESETS, WorldConfig, preset
+from .data import Split, downstream_split, pretrain_batch
+from .pretrain import cache_dir, load_or_pretrain, pretrain
+
+__all__ = ["COLOURS", "SHAPES", "MOTIONS", "World", "WorldConfig", "PRESETS", "preset", "Split",
+           "downstream_split", "pretrain_batch", "pretrain", "load_or_pretrain", "cache_dir"]
