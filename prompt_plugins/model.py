@@ -224,6 +224,14 @@ class PromptedCLIP(nn.Module):
     def _check_attached(self) -> None:
         if self._ejected:
             raise PromptPluginsError("this PromptedCLIP was ejected; wrap the model again to use prompts")
+        if (self.backend.dtype == torch.float16 and torch.is_autocast_enabled("cpu")
+                and torch.get_autocast_dtype("cpu") == torch.bfloat16):
+            # PyTorch's CPU autocast cannot concatenate fp16 tensors under bf16 (the library's own
+            # encode_image fails the same way); say so instead of a cryptic RuntimeError.
+            raise ConfigError(
+                "this model has fp16 weights but CPU autocast is set to bfloat16, which PyTorch cannot run "
+                "(torch.cat of fp16 tensors fails). Use torch.autocast('cpu', dtype=torch.float16), "
+                "or model.float() for bf16 autocast")
 
     def _check_images(self, images: Tensor) -> tuple[int | None, Tensor]:
         if not isinstance(images, Tensor):
