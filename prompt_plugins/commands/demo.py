@@ -164,8 +164,7 @@ def _ga2(ctx: Context) -> Any:
     """GA2 on videos; the hard prompt is the context of the video CoOp run of the same seed."""
     coop = ctx.artifacts.get("coop/video") or _trained_coop(ctx, "video")
     hard = coop.prompt.ctx.detach().clone()
-    return _seeded(ctx.seed, lambda: pp.wrap(ctx.model, ctx.world.classnames, method="ga2", hard_prompt=hard,
-                                             n_soft=4))
+    return _seeded(ctx.seed, lambda: pp.wrap(ctx.model, ctx.world.classnames, method="ga2", hard_prompt=hard))
 
 
 def run_ga2(ctx: Context) -> tuple[float, float]:
