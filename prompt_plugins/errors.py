@@ -15,6 +15,7 @@ __all__ = [
     "ConfigError",
     "CheckpointError",
     "UnsafeCheckpointError",
+    "check_finite",
 ]
 
 
@@ -36,6 +37,16 @@ class PromptTooLongError(ClassNameError):
 
 class ShapeError(PromptPluginsError, ValueError):
     """A tensor has the wrong shape, dtype or values (NaN/inf)."""
+
+
+def check_finite(name: str, tensor, hint: str = "") -> None:
+    """Raise ``ShapeError`` if ``tensor`` holds NaN or inf (a loss would silently propagate them)."""
+    import torch
+
+    if tensor is not None and tensor.is_floating_point() and not bool(torch.isfinite(tensor.detach()).all()):
+        bad = int((~torch.isfinite(tensor.detach())).sum())
+        raise ShapeError(f"{name} contains {bad} NaN/inf values{': ' + hint if hint else ''}; "
+                         "check the inputs and the learning rate (and use fp32 prompts under fp16)")
 
 
 class ConfigError(PromptPluginsError, ValueError):

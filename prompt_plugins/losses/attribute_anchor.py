@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError, ShapeError
+from ..errors import ConfigError, ShapeError, check_finite
 
 MODES = ("anchor_kl", "parity", "else_class")
 BANK_SIDES = ("frozen", "prompted")
@@ -120,6 +120,10 @@ class AttributeAnchorLoss(nn.Module):
         if anchor_features.dim() != 2 or bank_features.dim() != 2 or anchor_features.shape[1] != bank_features.shape[1]:
             raise ShapeError(f"anchor features {tuple(anchor_features.shape)} and bank features "
                              f"{tuple(bank_features.shape)} must be (N, E) and (K, E)")
+        for name, t in (("anchor_features", anchor_features), ("bank_features", bank_features),
+                        ("frozen_anchor_features", frozen_anchor_features), ("class_features", class_features),
+                        ("logits", logits)):
+            check_finite(name, t)
         if self.mode == "anchor_kl":
             if frozen_anchor_features is None:
                 raise ConfigError("mode='anchor_kl' needs frozen_anchor_features (the anchors under model.disabled())")

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError, ShapeError
+from ..errors import ConfigError, ShapeError, check_finite
 
 __all__ = ["symmetric_info_nce", "symmetric_info_nce_from_logits", "build_class_index", "HardNegativeBatch",
            "HardNegativeOptimizer", "gather_rows"]
@@ -38,6 +38,7 @@ def symmetric_info_nce_from_logits(logits: Tensor) -> Tensor:
     """½ [CE(S, arange N) + CE(Sᵀ, arange N)] for an (N, N) similarity matrix S (already scaled)."""
     if logits.dim() != 2 or logits.shape[0] != logits.shape[1]:
         raise ShapeError(f"symmetric InfoNCE needs a square (N, N) matrix, got {tuple(logits.shape)}")
+    check_finite("InfoNCE logits", logits)
     target = torch.arange(logits.shape[0], device=logits.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
 
@@ -48,6 +49,8 @@ def symmetric_info_nce(image_feats: Tensor, text_feats: Tensor, scale: float | T
     if image_feats.shape != text_feats.shape or image_feats.dim() != 2:
         raise ShapeError(f"image_feats {tuple(image_feats.shape)} and text_feats {tuple(text_feats.shape)} "
                          "must both be (N, E)")
+    check_finite("image_feats", image_feats)
+    check_finite("text_feats", text_feats)
     return symmetric_info_nce_from_logits(scale * image_feats @ text_feats.t())
 
 
@@ -203,6 +206,10 @@ class HardNegativeOptimizer(nn.Module):
                              f"{tuple(labels.shape)}")
         n_cols = scores.shape[1]
         cands = self.candidate_classes(n_cols)
+        if self.top_k > len(cands) - 1:
+            raise ConfigError(
+                f"top_k={self.top_k} is larger than the {len(cands) - 1} wrong classes available among "
+                f"{len(cands)} candidate classes; set top_k <= {max(1, len(cands) - 1)}")
         allowed = torch.zeros(n_cols, dtype=torch.bool)
         allowed[cands] = True
         if not self.legacy:  # classes without training images cannot be negatives
