@@ -2,11 +2,23 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterable
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Evaluate with dropout off (GA2's coupler has Dropout(0.5)), restoring the previous mode."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
 
 
 def harmonic_mean(base: float, new: float) -> float:
@@ -16,7 +28,8 @@ def harmonic_mean(base: float, new: float) -> float:
 @torch.no_grad()
 def encode_images(prompted, x: Tensor, *, batch: int = 256, device: str = "cpu") -> Tensor:
     """(N, ...) images or videos -> (N, E) normalised features from the prompted model (no grad)."""
-    return torch.cat([prompted.encode_image(x[i:i + batch].to(device)) for i in range(0, len(x), batch)])
+    with eval_mode(prompted):
+        return torch.cat([prompted.encode_image(x[i:i + batch].to(device)) for i in range(0, len(x), batch)])
 
 
 def fit(logits_fn: Callable[[Tensor], Tensor], params: Iterable[nn.Parameter], targets: Tensor, *, steps: int,

@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 @torch.no_grad()
 def _accuracy(prompted, x, y, classes: list[int]) -> float:
-    from ._loop import accuracy
+    from ._loop import accuracy, eval_mode
 
     if not classes:
         return float("nan")
@@ -27,7 +27,8 @@ def _accuracy(prompted, x, y, classes: list[int]) -> float:
     lookup = {c: i for i, c in enumerate(classes)}
     targets = torch.tensor([lookup[int(v)] for v in y[keep]])
     xs = x[keep]
-    logits = torch.cat([prompted(xs[i:i + 64], classes) for i in range(0, len(xs), 64)])
+    with eval_mode(prompted):
+        logits = torch.cat([prompted(xs[i:i + 64], classes) for i in range(0, len(xs), 64)])
     return accuracy(logits, targets)
 
 
