@@ -35,6 +35,19 @@ IMPORTER_MODULES.append("prompt_plugins.importers.dpc")  # CoOp and CoOp+DPC che
 IMPORTER_MODULES += ["prompt_plugins.importers.vificlip", "prompt_plugins.importers.ga2"]
 
 
+class RawAdapter:
+    """A config + tensors pair that ``save_pretrained`` can write (what an importer produces)."""
+
+    def __init__(self, config: dict[str, Any], state: dict[str, "torch.Tensor"]):
+        self._config, self._state = config, state
+
+    def adapter_config(self) -> dict[str, Any]:
+        return self._config
+
+    def adapter_state_dict(self) -> dict[str, "torch.Tensor"]:
+        return self._state
+
+
 def register_importer(name: str, detect: Callable[[Path], bool], convert: Callable[..., Path], doc: str = "") -> None:
     IMPORTERS[name] = Importer(name, detect, convert, doc)
 

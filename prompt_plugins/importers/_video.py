@@ -15,7 +15,7 @@ from torch import Tensor
 from .._version import __version__
 from ..checkpoint import save_pretrained
 from ..errors import CheckpointError, ConfigError, UnsafeCheckpointError
-from . import safe_load
+from . import RawAdapter, safe_load
 
 #: config classes that training scripts pickle next to the weights; read as inert OrderedDicts
 INERT_CONFIG_GLOBALS = ("yacs.config.CfgNode", "argparse.Namespace")
@@ -98,16 +98,6 @@ def check_options(fmt: str, options: dict[str, Any], allowed: tuple[str, ...]) -
         raise ConfigError(f"unknown option(s) {unknown} for format {fmt!r}; allowed: {sorted(allowed)}")
 
 
-class _Adapter:
-    def __init__(self, config: dict[str, Any], state: dict[str, Tensor]):
-        self._config, self._state = config, state
-
-    def adapter_config(self) -> dict[str, Any]:
-        return self._config
-
-    def adapter_state_dict(self) -> dict[str, Tensor]:
-        return self._state
-
 
 def write_adapter(out_dir: str | os.PathLike, *, method: str, prompt: dict[str, Any], state: dict[str, Tensor],
                   backbone: dict[str, Any], classnames: list[str] | None, report: dict[str, Any]) -> Path:
@@ -121,7 +111,7 @@ def write_adapter(out_dir: str | os.PathLike, *, method: str, prompt: dict[str, 
         warnings.warn(f"{report['source']}: {report['skipped_backbone']} backbone tensors were not imported; the prompts "
                       "were trained on that backbone (ViFi-CLIP prompting starts from a K400-fine-tuned CLIP): load "
                       "the same weights into the CLIP model you wrap", stacklevel=3)
-    return save_pretrained(_Adapter(config, state), out_dir)
+    return save_pretrained(RawAdapter(config, state), out_dir)
 
 
 def split_report(state: Mapping[str, Tensor], used: set[str], dropped: set[str]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from torch import Tensor
 from .._version import __version__
 from ..checkpoint import save_pretrained
 from ..errors import CheckpointError, ClassNameError, ConfigError
-from . import register_importer, safe_load
+from . import RawAdapter, register_importer, safe_load
 
 CKPT_NAME = re.compile(r"^model(\.pth\.tar-(\d+)|-best\.pth\.tar)$")
 
@@ -105,18 +105,6 @@ def _check_names(classnames: Sequence[str] | None, state: dict[str, Tensor], pat
     return names
 
 
-class _Adapter:
-    """Just enough of an adapter for ``save_pretrained``."""
-
-    def __init__(self, config: dict[str, Any], state: dict[str, Tensor]):
-        self._config, self._state = config, state
-
-    def adapter_config(self) -> dict[str, Any]:
-        return self._config
-
-    def adapter_state_dict(self) -> dict[str, Tensor]:
-        return self._state
-
 
 def coop_adapter(state: dict[str, Tensor], classnames: list[str] | None) -> tuple[dict[str, Any], dict]:
     config = {"method": "coop", "prompt": _coop_prompt_config(state["ctx"]), "template": "{}.",
@@ -131,7 +119,7 @@ def convert_coop(path: str | os.PathLike, out_dir: str | os.PathLike, *, classna
     file = find_prompt_learner_file(path, epoch)
     state = read_coop_state(file, allow_unsafe=allow_unsafe)
     config, tensors = coop_adapter(state, _check_names(classnames, state, file))
-    return save_pretrained(_Adapter(config, tensors), out_dir)
+    return save_pretrained(RawAdapter(config, tensors), out_dir)
 
 
 def convert_dpc(path: str | os.PathLike, out_dir: str | os.PathLike, *, backbone: str | os.PathLike | None = None,
@@ -179,7 +167,7 @@ def convert_dpc(path: str | os.PathLike, out_dir: str | os.PathLike, *, backbone
                 "base_classes": base, "base_indices": None if names is None else [names.index(c) for c in base]},
     }
     tensors = {"dpc.P.ctx": back["ctx"].float(), "dpc.M.ctx": mixed["ctx"].float()}
-    return save_pretrained(_Adapter(config, tensors), out_dir)
+    return save_pretrained(RawAdapter(config, tensors), out_dir)
 
 
 register_importer("coop", _detect_coop, convert_coop,
