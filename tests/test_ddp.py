@@ -1,6 +1,8 @@
 """DDP on CPU (2 gloo processes): prompt gradients equal a single-process run on the same global
 batch, for CoOp (cross-entropy) and GA2 (cross-entropy + anchor loss). DPC's cross-rank hard-negative
 InfoNCE is covered by tests/test_dpc.py::test_gather_rows_under_ddp_matches_one_process."""
+import os
+
 import torch
 import torch.nn.functional as F
 
@@ -42,7 +44,11 @@ def _worker(rank, world, method, store, out):
     loss = _loss(ddp, prompted, anchor_loss, GLOBAL_X[rows], GLOBAL_Y[rows], ANCHORS[rank:rank + 1])
     loss.backward()
     torch.save({n: p.grad for n, p in prompted.named_parameters() if p.requires_grad}, f"{out}{rank}.pt")
+    dist.barrier()
     dist.destroy_process_group()
+    # skip interpreter teardown: gloo's background threads can abort ("terminate called without an
+    # active exception") when destroyed at exit, which mp.spawn would report as a failure
+    os._exit(0)
 
 
 def _check(method, tmp_path):
