@@ -68,6 +68,17 @@ def timed(fn, device: str, repeats: int) -> list[float]:
     return out
 
 
+def interleaved_medians(runs: dict, device: str, repeats: int) -> dict[str, float]:
+    """Warm each run up once, then time them interleaved ``repeats`` times; median seconds per run."""
+    for r in runs.values():
+        r()
+    times = {k: [] for k in runs}
+    for _ in range(repeats):
+        for k, r in runs.items():
+            times[k] += timed(r, device, 1)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 @contextmanager
 def saved_bytes():
     """Bytes of distinct storages autograd saves for backward (CPU memory proxy)."""
@@ -126,13 +137,7 @@ def bench_text(model, device, settings, repeats):
         with torch.no_grad():
             diff = (paths["ours"]() - paths["full"]()).abs().max().item()
         runs = {k: fwd_bwd(f, ctx) for k, f in paths.items()}
-        for r in runs.values():
-            r()  # warm-up
-        times = {k: [] for k in runs}
-        for _ in range(repeats):  # interleaved, so a noisy neighbour hits all paths alike
-            for k, r in runs.items():
-                times[k] += timed(r, device, 1)
-        med = {k: statistics.median(v) for k, v in times.items()}
+        med = interleaved_medians(runs, device, repeats)  # interleaved: a noisy neighbour hits all paths alike
         mem = {k: memory(r, device) for k, r in runs.items()}
         print(f"{c:>4} {n_ctx:>5} {int(tokens.eot.max()) + 1:>7} | {med['full']:>8.3f} {med['cut']:>9.3f} "
               f"{med['ours']:>8.3f} | {med['full'] / med['ours']:>8.1f}x {med['cut'] / med['ours']:>7.2f}x | "
@@ -172,13 +177,7 @@ def bench_dpc(model, device, n_classes, n_ctx, repeats):
         ctx.grad = None
 
     runs = {"single": single, "dpc_cached": dpc_cached, "dpc_one_pass_uncached": dpc_uncached, "two_passes": two_passes}
-    for r in runs.values():
-        r()
-    times = {k: [] for k in runs}
-    for _ in range(repeats):
-        for k, r in runs.items():
-            times[k] += timed(r, device, 1)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = interleaved_medians(runs, device, repeats)
     for k, v in med.items():
         print(f"  {k:<24} {v:8.4f} s   {v / med['single']:.3f}x single")
     print(f"  target: DPC (both prompts, P cached) <= 1.2x single -> {med['dpc_cached'] / med['single']:.3f}x")
@@ -193,13 +192,7 @@ def bench_eval(model, device, n_classes, batch, repeats):
     with torch.no_grad():
         prompted(images)  # fills the class-feature cache
         runs = {"bare encode_image": lambda: model.encode_image(images), "PromptedCLIP.forward": lambda: prompted(images)}
-        for r in runs.values():
-            r()
-        times = {k: [] for k in runs}
-        for _ in range(repeats):
-            for k, r in runs.items():
-                times[k] += timed(r, device, 1)
-    med = {k: statistics.median(v) for k, v in times.items()}
+        med = interleaved_medians(runs, device, repeats)
     for k, v in med.items():
         print(f"  {k:<22} {batch / v:9.1f} img/s")
     ratio = med["bare encode_image"] / med["PromptedCLIP.forward"]

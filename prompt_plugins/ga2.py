@@ -10,6 +10,7 @@ from typing import Any, Sequence
 from torch import nn
 
 from .backends import resolve
+from .base_new import harmonic_mean  # noqa: F401  (re-exported: spec T1 lives with GA2)
 from .methods import MODEL_OPTIONS, _tokenizer_for, load_prompted, register_method, split_options
 from .model import PromptedCLIP, check_method_options
 from .prompts.coupler import HardSoftCoupler, load_hard_prompt
@@ -47,6 +48,3 @@ def build_ga2(model: nn.Module, classnames: Sequence[str], **options: Any) -> Pr
 register_method("ga2", build_ga2, load_prompted, "GA2-CLIP: IVLP deep prompts + frozen hard prompt coupled to soft tokens")
 
 
-def harmonic_mean(base: float, novel: float) -> float:
-    """Base-to-novel HM = 2·B·N / (B + N) (spec T1)."""
-    return 0.0 if base + novel == 0 else 2.0 * base * novel / (base + novel)

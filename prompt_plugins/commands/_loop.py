@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..base_new import harmonic_mean  # noqa: F401  (used by demo/eval)
+
 
 @contextmanager
 def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
@@ -21,8 +23,6 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
         module.train(was_training)
 
 
-def harmonic_mean(base: float, new: float) -> float:
-    return 0.0 if base + new == 0 else 2 * base * new / (base + new)
 
 
 @torch.no_grad()
