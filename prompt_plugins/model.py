@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from ._version import __version__
 from .backends import Backend, resolve
 from .errors import ClassNameError, ConfigError, PromptPluginsError, ShapeError
+from .precision import at_least_fp32
 from .prompts.base import PromptModule, Prompts
 from .text_encoder import PromptSet, encode_tokens_multi
 from .tokenization import ClassTokens, as_tokenizer, check_classnames, tokenize_classes
@@ -109,7 +110,7 @@ class PromptedCLIP(nn.Module):
 
     def encode_text(self, classes: ClassSelector = None, *, prompts: Prompts | None = None,
                     normalize: bool = True) -> Tensor:
-        """(C, E) class features (fp32, L2-normalised by default) for ``classes`` (default: all).
+        """(C, E) class features (fp32, or fp64 for a float64 model; L2-normalised by default) for ``classes`` (default: all).
 
         Features are cached when they cannot need gradients (see :meth:`encode_text_multi`)."""
         return self.encode_text_multi([(classes, prompts)], normalize=normalize)[0]
@@ -162,7 +163,7 @@ class PromptedCLIP(nn.Module):
                 feats = encode_tokens_multi(self.backend, tokens, [t[1] for t in group],
                                             grad_checkpointing=self.grad_checkpointing)
             for (r, _, key, refs, _), f in zip(group, feats):
-                f = f.float()
+                f = at_least_fp32(f)
                 out[r] = f
                 if key is not None:
                     self._text_cache[key] = (f.detach(), refs)
@@ -193,7 +194,7 @@ class PromptedCLIP(nn.Module):
         return key, [self.tokens, *tensors]
 
     def encode_image(self, images: Tensor, *, prompts: Prompts | None = None, normalize: bool = True) -> Tensor:
-        """(B, 3, H, W) images or (B, T, 3, H, W) videos -> (B, E) fp32 features (normalised by default)."""
+        """(B, 3, H, W) images or (B, T, 3, H, W) videos -> (B, E) features, fp32 or wider (normalised by default)."""
         self._check_attached()
         frames, flat = self._check_images(images)
         p = None
@@ -208,13 +209,13 @@ class PromptedCLIP(nn.Module):
                 feats = self.backend.encode_image(flat)
         else:
             feats = self.backend.encode_image(flat)
-        feats = feats.float()
+        feats = at_least_fp32(feats)
         if frames is not None:  # ViFi-CLIP: mean over frames first, then normalise
             feats = feats.view(-1, frames, feats.shape[-1]).mean(dim=1)
         return F.normalize(feats, dim=-1) if normalize else feats
 
     def logits(self, image_features: Tensor, text_features: Tensor) -> Tensor:
-        return self.backend.logit_scale.exp().float() * image_features @ text_features.t()
+        return at_least_fp32(self.backend.logit_scale.exp()) * image_features @ text_features.t()
 
     def forward(self, images: Tensor, classes: ClassSelector = None) -> Tensor:
         """(B, C) logits over ``classes`` (default: all)."""

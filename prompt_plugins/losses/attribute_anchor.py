@@ -19,6 +19,7 @@ Modes (spec §1.3, §7):
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any, Iterable, Iterator, Sequence
 
 import torch
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError, check_finite
+from ..precision import at_least_fp32
 
 MODES = ("anchor_kl", "parity", "else_class")
 BANK_SIDES = ("frozen", "prompted")
@@ -103,7 +105,8 @@ class AttributeAnchorLoss(nn.Module):
         self.mode, self.weight, self.alpha, self.scale = mode, float(weight), float(alpha), scale
         self.frozen_template, self.bank_side = frozen_template, bank_side
         self.stream = AnchorStream(anchors) if anchors is not None else None
-        self._frozen_bank: dict[int, Tensor] = {}
+        #: model -> (tower dtype, bank features); weak keys, so a freed model's entry goes with it
+        self._frozen_bank: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     # ------------------------------------------------------------------ features / logits
     def forward(self, anchor_features: Tensor, bank_features: Tensor, *, frozen_anchor_features: Tensor | None = None,
@@ -150,16 +153,17 @@ class AttributeAnchorLoss(nn.Module):
     # ------------------------------------------------------------------ model convenience
     def frozen_bank_features(self, prompted) -> Tensor:
         """(K, E) frozen-CLIP text features of the bank (cached per model; no gradient)."""
-        key = id(prompted.backend.model)
-        if key not in self._frozen_bank:
+        key, dtype = prompted.backend.model, prompted.backend.dtype
+        if key not in self._frozen_bank or self._frozen_bank[key][0] != dtype:
             from ..text_encoder import encode_tokens
             from ..tokenization import tokenize_classes
 
             tokens = tokenize_classes(prompted.tokenizer, self.bank, context_length=prompted.backend.context_length,
                                       template=self.frozen_template)
             with torch.no_grad():
-                self._frozen_bank[key] = F.normalize(encode_tokens(prompted.backend, tokens).float(), dim=-1)
-        return self._frozen_bank[key]
+                feats = F.normalize(at_least_fp32(encode_tokens(prompted.backend, tokens)), dim=-1)
+            self._frozen_bank[key] = (dtype, feats)
+        return self._frozen_bank[key][1]
 
     def prompted_bank_features(self, prompted) -> Tensor:
         """(K, E) bank features through the learned text context: ``[ctx] {attribute}`` + the model's template."""
@@ -170,7 +174,7 @@ class AttributeAnchorLoss(nn.Module):
                                   n_ctx=prompted.prompt.n_ctx, ctx_words=prompted.prompt.ctx_words,
                                   template=prompted.template)
         p = prompted.prompts()
-        return F.normalize(encode_tokens(prompted.backend, tokens, None, p.text, p.text_deep).float(), dim=-1)
+        return F.normalize(at_least_fp32(encode_tokens(prompted.backend, tokens, None, p.text, p.text_deep)), dim=-1)
 
     def next_anchors(self) -> Tensor:
         if self.stream is None:
@@ -185,7 +189,7 @@ class AttributeAnchorLoss(nn.Module):
             anchors = self.next_anchors()
         bank = self.frozen_bank_features(prompted).to(prompted.backend.device)
         feats = prompted.encode_image(anchors)
-        s = self._scale(None) if self.scale is not None else prompted.backend.logit_scale.exp().float().detach()
+        s = self._scale(None) if self.scale is not None else at_least_fp32(prompted.backend.logit_scale.exp()).detach()
         kwargs: dict[str, Any] = {}
         if self.mode == "anchor_kl":
             with torch.no_grad(), prompted.disabled():

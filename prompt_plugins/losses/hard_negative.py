@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError, ShapeError, check_finite
 
 __all__ = ["symmetric_info_nce", "symmetric_info_nce_from_logits", "build_class_index", "HardNegativeBatch",
-           "HardNegativeOptimizer", "gather_rows"]
+           "HardNegativeOptimizer", "gather_rows", "rank_sizes"]
 
 
 def symmetric_info_nce_from_logits(logits: Tensor) -> Tensor:
@@ -99,6 +99,18 @@ def _dist_ready() -> bool:
         and torch.distributed.get_world_size() > 1
 
 
+def rank_sizes(n: int, device: torch.device | str = "cpu") -> list[int]:
+    """Every rank's ``n`` (rank order); ``[n]`` without an initialised process group."""
+    if not _dist_ready():
+        return [n]
+    import torch.distributed as dist
+
+    t = torch.tensor([n], device=device)
+    sizes = [torch.zeros_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, t)
+    return [int(s) for s in sizes]
+
+
 def gather_rows(x: Tensor, *, with_grad: bool = True) -> Tensor:
     """Concatenate the rows of ``x`` (N_r, ...) from every rank (N_r may differ), rank order.
     Gradients flow back to each rank's rows (``torch.distributed.nn.functional.all_gather``).
@@ -107,10 +119,7 @@ def gather_rows(x: Tensor, *, with_grad: bool = True) -> Tensor:
         return x
     import torch.distributed as dist
 
-    n = torch.tensor([x.shape[0]], device=x.device)
-    sizes = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
-    dist.all_gather(sizes, n)
-    sizes = [int(s) for s in sizes]
+    sizes = rank_sizes(x.shape[0], x.device)
     pad = max(sizes) - x.shape[0]
     padded = torch.cat([x, x.new_zeros((pad, *x.shape[1:]))]) if pad else x
     if with_grad:
@@ -121,6 +130,13 @@ def gather_rows(x: Tensor, *, with_grad: bool = True) -> Tensor:
         parts = [torch.empty_like(padded) for _ in sizes]
         dist.all_gather(parts, padded.contiguous())
     return torch.cat([p[:s] for p, s in zip(parts, sizes)])
+
+
+def _unwrap_parallel(model: Any) -> Any:
+    """The module inside ``DistributedDataParallel`` / ``DataParallel``, else ``model``."""
+    if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        return model.module
+    return model
 
 
 @dataclass
@@ -146,7 +162,15 @@ class HardNegativeOptimizer(nn.Module):
     scorer:        frozen images -> (B, C) logits (default: ``model.backbone_logits``).
     generator / seed: the ``torch.Generator`` for fallback draws and image picks.
     legacy:        reproduce the released sampler (see the module docstring).
-    gather:        under DDP, contrast against the whole global batch (``gather_rows``).
+    gather:        under DDP, behave exactly like one process on the global batch: the backbone
+                   scores and labels of every rank are gathered, every rank runs the sampler (its
+                   non-repeat filter and random draws) on the whole global batch and keeps its own
+                   rows, and the InfoNCE contrasts all rows (``gather_rows``). Every rank's generator
+                   must start from the same seed (the default ``seed=0`` does). ``gather=False``:
+                   each rank samples and contrasts within its own batch.
+
+    ``model`` may be wrapped in ``DistributedDataParallel``: ``backbone_logits``/``base_indices``
+    and the ``classes=`` keyword are then looked up on ``model.module``.
 
     Labels are indices into the model's class list, and the dataset's labels must use the same indices.
     """
@@ -181,17 +205,18 @@ class HardNegativeOptimizer(nn.Module):
                 raise ConfigError("pass the training dataset (and optionally labels=...) or class_index={...}")
             class_index = build_class_index(labels if labels is not None else _dataset_labels(dataset))
         self.class_index = {int(k): list(v) for k, v in class_index.items() if len(v)}
+        inner = _unwrap_parallel(model)
         if scorer is None:
-            scorer = getattr(model, "backbone_logits", None)
+            scorer = getattr(inner, "backbone_logits", None)
             if scorer is None:
                 raise ConfigError(f"{type(model).__name__} has no backbone_logits(): pass scorer=callable(images) "
                                   "-> (B, C) logits of the frozen stage-1 model")
         self.scorer = scorer
         if classes is None:
-            classes = getattr(model, "base_indices", None)
+            classes = getattr(inner, "base_indices", None)
         self.classes = None if classes is None else sorted(int(c) for c in classes)
         self.generator = generator if generator is not None else torch.Generator().manual_seed(seed)
-        self._takes_classes = "classes" in inspect.signature(model.forward).parameters
+        self._takes_classes = "classes" in inspect.signature(inner.forward).parameters
 
     # ------------------------------------------------------------------ sampling
     def candidate_classes(self, n_columns: int) -> list[int]:
@@ -263,28 +288,45 @@ class HardNegativeOptimizer(nn.Module):
                 used.add(pool[j])
         return extra
 
-    def fetch_image(self, cls: int) -> Tensor:
-        """One random training image of class ``cls``."""
+    def pick_index(self, cls: int) -> int:
+        """The dataset index of one random training image of class ``cls`` (draws from the generator)."""
         if self.dataset is None:
             raise ConfigError("no dataset to fetch negative images from: pass dataset=...")
         idx = self.class_index.get(cls)
         if not idx:
             raise ConfigError(f"class {cls} has no training image in the class index")
-        j = idx[int(torch.randint(len(idx), (1,), generator=self.generator))]
-        return self.get_image(self.dataset[j])
+        return idx[int(torch.randint(len(idx), (1,), generator=self.generator))]
+
+    def fetch_image(self, cls: int) -> Tensor:
+        """One random training image of class ``cls``."""
+        return self.get_image(self.dataset[self.pick_index(cls)])
 
     def build_batch(self, images: Tensor, labels: Tensor) -> HardNegativeBatch:
-        """[anchor_i, negatives of i] for every sample: (N, ...) images and (N,) labels."""
+        """[anchor_i, negatives of i] for every sample: (N, ...) images and (N,) labels.
+
+        Under DDP (``gather=True``) the negatives are sampled over the global batch; this rank's
+        rows are the block of its own anchors, so the rows of all ranks in rank order are the
+        rows one process would build from the global batch."""
         labels = labels.long()
         with torch.no_grad():
             scores = self.scorer(images)
-        negatives = self.sample_negatives(scores, labels.cpu())
+        start, all_scores, all_labels = 0, scores, labels
+        if self.gather and _dist_ready():
+            import torch.distributed as dist
+
+            sizes = rank_sizes(len(labels), labels.device)
+            start = sum(sizes[:dist.get_rank()])
+            all_scores = gather_rows(scores.detach().float(), with_grad=False)
+            all_labels = gather_rows(labels, with_grad=False)
+        negatives = self.sample_negatives(all_scores, all_labels.cpu())
+        picks = [[self.pick_index(c) for c in negs] for negs in negatives]  # same draws on every rank
+        negatives, picks = negatives[start:start + len(labels)], picks[start:start + len(labels)]
         rows, ys = [], []
-        for i, negs in enumerate(negatives):
+        for i, (negs, js) in enumerate(zip(negatives, picks)):
             rows.append(images[i:i + 1])
             ys.append(int(labels[i]))
-            for c in negs:
-                img = self.fetch_image(c)
+            for c, j in zip(negs, js):
+                img = self.get_image(self.dataset[j])
                 if img.shape != images.shape[1:]:
                     raise ShapeError(f"dataset image of class {c} has shape {tuple(img.shape)} but the batch "
                                      f"images are {tuple(images.shape[1:])}: use the same transform")
