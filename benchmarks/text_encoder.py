@@ -11,6 +11,7 @@ allocated before); on CPU the bytes of distinct tensors saved for backward (acti
 which dominates the peak), counted with ``torch.autograd.graph.saved_tensors_hooks``.
 
     PYTHONPATH=$PWD python benchmarks/text_encoder.py --quick          # 2-core CPU, a few minutes
+    PYTHONPATH=$PWD python benchmarks/text_encoder.py --reps 2 --eval-batch 4   # every setting, 2-core CPU
     PYTHONPATH=$PWD python benchmarks/text_encoder.py --device cuda
 """
 from __future__ import annotations
@@ -206,6 +207,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="fewer settings and repeats (2-core CPU)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, help="repeats per measurement (default: 3 quick, 5 full)")
+    ap.add_argument("--eval-batch", type=int, help="images per eval batch (default: 4 quick, 64 full)")
     args = ap.parse_args()
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
@@ -216,12 +219,13 @@ def main() -> None:
         settings, reps = [(10, 4), (100, 16)], 3
     else:
         settings, reps = [(c, n) for c in (10, 100, 400) for n in (4, 16)], 5
+    reps = args.reps or reps
     rows = bench_text(model, args.device, settings, reps)
     for c, n, med, _ in rows:
         if (c, n) == (100, 16):
             print(f"  target: >= 8x faster than full length at 100 classes / 16 ctx -> {med['full'] / med['ours']:.1f}x")
     bench_dpc(model, args.device, 100, 16, reps + 1)
-    bench_eval(model, args.device, 100, 4 if args.quick else 64, reps + 1)
+    bench_eval(model, args.device, 100, args.eval_batch or (4 if args.quick else 64), reps + 1)
 
 
 if __name__ == "__main__":

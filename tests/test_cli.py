@@ -38,14 +38,39 @@ def test_demo_runs_tiny_world_prints_table_and_plot(tmp_path, monkeypatch, capsy
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "pretrained" in out and plot.stat().st_size > 1000
-    for row in ("zero-shot    image", "CoOp         image", "zero-shot    video", "CoOp         video"):
+    for row in ("zero-shot    image", "CoOp         image", "CoOp+DPC     image", "zero-shot    video",
+                "CoOp         video", "GA2          video", "GA2+DPC      video"):
         line = next(l for l in out.splitlines() if l.startswith(row))
         assert len(line.split()) == 6, line  # name task base new HM seconds
-    dpc = next(l for l in out.splitlines() if l.startswith("CoOp+DPC"))
-    if not hasattr(pp, "DualPromptWrapper"):
-        assert "n/a (not installed)" in dpc
     assert main(args[:-2]) == 0  # second run loads the cached checkpoint
     assert "loaded" in capsys.readouterr().out
+
+
+def test_demo_runners_dpc_keeps_backbone_new_classes_and_ga2_trains(tmp_path, monkeypatch):
+    """DPC rows (w_n = 0): new classes use exactly the tuned backbone prompt, base classes the
+    trained parallel prompt; GA2's hard prompt is the image CoOp context and its soft side trains."""
+    from prompt_plugins.commands import demo
+    from prompt_plugins.world import World, load_or_pretrain, preset
+
+    monkeypatch.setenv("PROMPT_PLUGINS_CACHE", str(tmp_path))
+    cfg = preset("tiny").with_(pretrain_steps=2)
+    world = World(cfg)
+    model, _, _ = load_or_pretrain(cfg, progress=False, log=lambda *a: None)
+    ctx = demo.Context(cfg, world, model, 1, demo.build_tasks(cfg, world, model, 1, True, "cpu"), 5, 1e-2, 8,
+                       "cpu", False)
+    assert ctx.tasks["video"].anchor_feats.shape == (demo.N_ANCHORS, cfg.embed_dim)
+    for run, backbone_key, key in ((lambda c: demo.run_coop_dpc(c, "image"), "coop/image", "CoOp+DPC/image"),
+                                   (demo.run_ga2_dpc, "ga2/video", "GA2+DPC/video")):
+        run(ctx)
+        backbone, wrapper = ctx.artifacts[backbone_key], ctx.artifacts[key]
+        with torch.no_grad(), demo.eval_mode(wrapper):
+            assert torch.equal(wrapper.encode_text(world.new), backbone.encode_text(world.new))
+            assert not torch.allclose(wrapper.encode_text(world.base), backbone.encode_text(world.base))
+    ga2 = ctx.artifacts["ga2/video"]
+    assert torch.equal(ga2.prompt.hard, ctx.artifacts["coop/image"].prompt.ctx.detach())
+    fresh = demo._seeded(1, lambda: pp.wrap(model, world.classnames, method="ga2", hard_prompt=ga2.prompt.hard,
+                                            n_visual_ctx=0))
+    assert not torch.equal(fresh.prompt.proj.weight, ga2.prompt.proj.weight)  # trained
 
 
 def test_demo_rejects_unknown_method(tmp_path, monkeypatch, capsys):

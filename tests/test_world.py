@@ -71,3 +71,16 @@ def test_pretraining_is_cached_deterministic_and_keeps_logit_scale(tmp_path, mon
     (tmp_path / f"world-{cfg.key()}.pt").unlink()
     m3, cached3, _ = load_or_pretrain(cfg, progress=False, log=lambda *_: None)
     assert not cached3 and all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m3.state_dict().values()))
+
+
+def test_caption_encoder_cut_at_eot_equals_clip_encode_text():
+    import clip
+
+    from prompt_plugins.world.pretrain import build_clip, encode_captions
+
+    cfg = preset("tiny")
+    torch.manual_seed(0)
+    model = build_clip(cfg).eval()
+    tokens = clip.tokenize(["a photo of a red circle.", "a blue half circle.", "a."], context_length=cfg.context_length)
+    with torch.no_grad():
+        torch.testing.assert_close(encode_captions(model, tokens), model.encode_text(tokens), atol=1e-5, rtol=0)

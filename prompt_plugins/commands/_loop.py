@@ -23,8 +23,6 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
         module.train(was_training)
 
 
-
-
 @torch.no_grad()
 def encode_images(prompted, x: Tensor, *, batch: int = 256, device: str = "cpu") -> Tensor:
     """(N, ...) images or videos -> (N, E) normalised features from the prompted model (no grad)."""
@@ -35,8 +33,20 @@ def encode_images(prompted, x: Tensor, *, batch: int = 256, device: str = "cpu")
 def fit(logits_fn: Callable[[Tensor], Tensor], params: Iterable[nn.Parameter], targets: Tensor, *, steps: int,
         lr: float, batch: int, seed: int, desc: str = "training", progress: bool = True,
         extra_loss: Callable[[Tensor], Tensor] | None = None) -> float:
-    """Minimise cross-entropy of ``logits_fn(indices) -> (b, C)`` against ``targets[indices]`` with
-    AdamW + cosine decay, sampling mini-batches with a seeded generator. Returns the final loss."""
+    """Minimise cross-entropy of ``logits_fn(indices) -> (b, C)`` against ``targets[indices]``
+    (plus ``extra_loss(indices)``); see :func:`fit_loss`. Returns the final loss."""
+    def loss_fn(idx: Tensor) -> Tensor:
+        logits = logits_fn(idx)
+        loss = F.cross_entropy(logits, targets[idx].to(logits.device))
+        return loss if extra_loss is None else loss + extra_loss(idx)
+    return fit_loss(loss_fn, params, len(targets), steps=steps, lr=lr, batch=batch, seed=seed, desc=desc,
+                    progress=progress)
+
+
+def fit_loss(loss_fn: Callable[[Tensor], Tensor], params: Iterable[nn.Parameter], n: int, *, steps: int,
+             lr: float, batch: int, seed: int, desc: str = "training", progress: bool = True) -> float:
+    """Minimise ``loss_fn(indices)`` over mini-batches of ``range(n)`` (reshuffled every epoch with a
+    seeded generator) with AdamW + cosine decay. Returns the final loss."""
     from tqdm.auto import tqdm
 
     params = list(params)
@@ -45,7 +55,7 @@ def fit(logits_fn: Callable[[Tensor], Tensor], params: Iterable[nn.Parameter], t
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
     g = torch.Generator().manual_seed(int(seed))
-    n, loss = len(targets), torch.tensor(float("nan"))
+    loss = torch.tensor(float("nan"))
     order, pos = torch.randperm(n, generator=g), 0
     bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False, unit="step")
     for _ in bar:
@@ -53,19 +63,13 @@ def fit(logits_fn: Callable[[Tensor], Tensor], params: Iterable[nn.Parameter], t
             order, pos = torch.randperm(n, generator=g), 0
         idx = order[pos:pos + batch]
         pos += len(idx)
-        loss = F.cross_entropy(logits_fn(idx), targets[idx].to(_device(params)))
-        if extra_loss is not None:
-            loss = loss + extra_loss(idx)
+        loss = loss_fn(idx)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         bar.set_postfix(loss=f"{loss.item():.3f}")
     return float(loss.item())
-
-
-def _device(params: list[nn.Parameter]) -> torch.device:
-    return params[0].device
 
 
 def accuracy(logits: Tensor, targets: Tensor) -> float:

@@ -2,8 +2,11 @@
 
 Pretrains (or loads the cached) tiny CLIP, then runs every method in ``RUNNERS`` per seed and
 prints base / new / HM accuracy and seconds per method. A runner is a small function
-``runner(ctx) -> (base_acc, new_acc)``; add one to ``RUNNERS`` to add a method. Methods whose
-classes are not in this install (``hasattr(pp, ...)``) print "n/a (not installed)".
+``runner(ctx) -> (base_acc, new_acc)``; add one to ``RUNNERS`` to add a method.
+
+Every demo prompt is text-side (CoOp context, GA2's coupler and deep text prompts), so the frozen
+image/video features are computed once per task and training runs the text tower only; the
+losses see those features through :class:`FeatureModel`, exactly as they would see a model's.
 """
 from __future__ import annotations
 
@@ -13,28 +16,36 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 import prompt_plugins as pp
 
 from ..errors import ConfigError
-from ._loop import Timer, accuracy, encode_images, eval_mode, fit, harmonic_mean
+from ._loop import Timer, accuracy, encode_images, eval_mode, fit, fit_loss, harmonic_mean
 
-
-class NotAvailable(Exception):
-    """A method cannot run in this install (its class is missing)."""
+#: DPC stage 2 (hard-negative optimiser): anchors per step, K hardest wrong classes, w_b. Its learning
+#: rate is w_b x the backbone's: AdamW steps the stored M by ~lr and X = P + (M - P) / w_b moves 1/w_b
+#: times as far, so the parallel prompt X then moves at the backbone's own rate.
+DPC_BATCH, DPC_TOP_K, DPC_WEIGHT_BASE = 32, 8, 0.2
+#: GA2 attribute anchors: weight of the anchor KL, anchor clips per step, anchor clips rendered
+ANCHOR_WEIGHT, ANCHOR_BATCH, N_ANCHORS = 1.0, 32, 256
 
 
 @dataclass
 class Task:
-    """One downstream task (images or videos) with frozen features precomputed."""
+    """One downstream task (images or videos) with frozen features precomputed.
+
+    anchor_feats: frozen features of unlabelled clips from the pretraining distribution (GA2's
+    "irrelevant" anchor videos); video task only."""
 
     name: str
     split: Any  # world.data.Split
     train_feats: Tensor
     base_feats: Tensor
     new_feats: Tensor
+    anchor_feats: Tensor | None = None
 
 
 @dataclass
@@ -56,13 +67,31 @@ class Context:
         return [self.world.classnames[i] for i in self.world.base]
 
     @property
-    def new_names(self) -> list[str]:
-        return [self.world.classnames[i] for i in self.world.new]
+    def scale(self) -> float:
+        return self.model.logit_scale.exp().item()
 
 
-def _local(y: Tensor, classes: list[int]) -> Tensor:
-    lookup = {c: i for i, c in enumerate(classes)}
-    return torch.tensor([lookup[int(v)] for v in y])
+class FeatureModel(nn.Module):
+    """Logits of a text-side adapter over precomputed frozen image features.
+
+    ``forward(features (B, E), classes=None) -> (B, C')`` and, for a ``DualPromptWrapper``,
+    ``backbone_logits`` (the frozen prompt P), so ``HardNegativeOptimizer`` can take it as its
+    model with a dataset of (feature, label) pairs."""
+
+    def __init__(self, adapter: nn.Module, scale: float):
+        super().__init__()
+        self.adapter, self.scale = adapter, scale
+
+    def forward(self, features: Tensor, classes: Any = None) -> Tensor:
+        return self.scale * features @ self.adapter.encode_text(classes).t()
+
+    @torch.no_grad()
+    def backbone_logits(self, features: Tensor, classes: Any = None) -> Tensor:
+        return self.scale * features @ self.adapter.encode_text(classes, route="backbone").t()
+
+    @property
+    def base_indices(self) -> list[int] | None:
+        return getattr(self.adapter, "base_indices", None)
 
 
 def _seeded(seed: int, fn: Callable[[], Any]) -> Any:
@@ -73,56 +102,54 @@ def _seeded(seed: int, fn: Callable[[], Any]) -> Any:
         return fn()
 
 
-def _text_only(adapter: Any) -> bool:
-    """True when the adapter's image features equal the frozen model's (no visual prompts)."""
-    return isinstance(adapter, pp.PromptedCLIP) and adapter.prompt().visual is None
-
-
-def tune_and_eval(ctx: Context, task: Task, adapter: Any, *, desc: str) -> tuple[float, float]:
-    """Train ``adapter.trainable_parameters()`` on the task's base few-shot set (cross-entropy over
-    base classes), then return (base acc, new acc): base test images among base classes, new among new.
-
-    PromptedCLIPs with text-only prompts train on precomputed image features; anything else
-    (visual prompts, wrappers) runs the full forward ``adapter(images) -> (B, all classes)``."""
-    world, split = ctx.world, task.split
-    targets = _local(split.train_y, world.base)
-    scale = ctx.model.logit_scale.exp().item()
-    base_idx = torch.tensor(world.base)
-    if _text_only(adapter):
-        def logits_fn(idx: Tensor) -> Tensor:
-            return scale * task.train_feats[idx] @ adapter.encode_text(world.base).t()
-    else:
-        def logits_fn(idx: Tensor) -> Tensor:
-            return adapter(split.train_x[idx].to(ctx.device))[:, base_idx]
-    if ctx.steps > 0:
-        fit(logits_fn, adapter.trainable_parameters(), targets, steps=ctx.steps, lr=ctx.lr, batch=ctx.batch,
-            seed=ctx.seed, desc=desc, progress=ctx.progress)
-    return evaluate(ctx, task, adapter)
+def _check_text_side(adapter: Any) -> None:
+    target = getattr(adapter, "target", adapter)
+    if target.prompt().visual is not None:
+        raise ConfigError("the demo trains on precomputed image features: its prompts must be text-side only")
 
 
 @torch.no_grad()
 def evaluate(ctx: Context, task: Task, adapter: Any) -> tuple[float, float]:
-    with eval_mode(adapter):
-        return _evaluate(ctx, task, adapter)
-
-
-def _evaluate(ctx: Context, task: Task, adapter: Any) -> tuple[float, float]:
+    """(base acc, new acc): base test items among the base classes, new among the new classes."""
     world, split = ctx.world, task.split
-    yb, yn = _local(split.test_base_y, world.base), _local(split.test_new_y, world.new)
-    if _text_only(adapter):
-        base = accuracy(task.base_feats @ adapter.encode_text(world.base).t(), yb)
-        new = accuracy(task.new_feats @ adapter.encode_text(world.new).t(), yn)
-        return base, new
-    base_idx, new_idx = torch.tensor(world.base), torch.tensor(world.new)
-    lb = torch.cat([adapter(split.test_base_x[i:i + 256].to(ctx.device))[:, base_idx]
-                    for i in range(0, len(yb), 256)])
-    ln = torch.cat([adapter(split.test_new_x[i:i + 256].to(ctx.device))[:, new_idx]
-                    for i in range(0, len(yn), 256)])
-    return accuracy(lb, yb), accuracy(ln, yn)
+    with eval_mode(adapter):
+        base = accuracy(task.base_feats @ adapter.encode_text(world.base).t(), _local(split.test_base_y, world.base))
+        new = accuracy(task.new_feats @ adapter.encode_text(world.new).t(), _local(split.test_new_y, world.new))
+    return base, new
+
+
+def _local(y: Tensor, classes: list[int]) -> Tensor:
+    lookup = {c: i for i, c in enumerate(classes)}
+    return torch.tensor([lookup[int(v)] for v in y])
+
+
+def train_ce(ctx: Context, task: Task, adapter: Any, *, desc: str,
+             extra_loss: Callable[[], Tensor] | None = None) -> None:
+    """Cross-entropy over the base classes on the base few-shot set (+ ``extra_loss()`` per step)."""
+    _check_text_side(adapter)
+    head = FeatureModel(adapter, ctx.scale)
+    base = ctx.world.base
+    targets = _local(task.split.train_y, base)
+    extra = None if extra_loss is None else (lambda idx: extra_loss())
+    fit(lambda idx: head(task.train_feats[idx], classes=base), adapter.trainable_parameters(), targets,
+        steps=ctx.steps, lr=ctx.lr, batch=ctx.batch, seed=ctx.seed, desc=desc, progress=ctx.progress,
+        extra_loss=extra)
+
+
+def train_dpc(ctx: Context, task: Task, wrapper: pp.DualPromptWrapper, *, desc: str) -> None:
+    """DPC stage 2: the parallel prompt trained with the dynamic hard-negative optimiser alone
+    (symmetric InfoNCE over anchors and their K hardest base-class negatives, as released)."""
+    _check_text_side(wrapper)
+    head = FeatureModel(wrapper, ctx.scale)
+    feats, labels = task.train_feats, task.split.train_y
+    dataset = [(feats[i], int(labels[i])) for i in range(len(labels))]
+    hn = pp.HardNegativeOptimizer(head, dataset, labels=labels, top_k=DPC_TOP_K, seed=ctx.seed)
+    fit_loss(lambda idx: hn(feats[idx], labels[idx]), wrapper.trainable_parameters(), len(labels),
+             steps=ctx.steps, lr=ctx.lr * wrapper.weight_base, batch=DPC_BATCH, seed=ctx.seed, desc=desc, progress=ctx.progress)
 
 
 # ---------------------------------------------------------------------------- runners
-def _coop(ctx: Context, task_name: str) -> pp.PromptedCLIP:
+def _coop(ctx: Context) -> pp.PromptedCLIP:
     return _seeded(ctx.seed, lambda: pp.wrap(ctx.model, ctx.world.classnames, method="coop", n_ctx=ctx.cfg.n_ctx))
 
 
@@ -135,67 +162,67 @@ def run_zero_shot(ctx: Context, task_name: str = "image") -> tuple[float, float]
 
 
 def run_coop(ctx: Context, task_name: str = "image") -> tuple[float, float]:
-    prompted = _coop(ctx, task_name)
-    result = tune_and_eval(ctx, ctx.tasks[task_name], prompted, desc=f"CoOp ({task_name}, seed {ctx.seed})")
+    prompted = _coop(ctx)
+    train_ce(ctx, ctx.tasks[task_name], prompted, desc=f"CoOp ({task_name}, seed {ctx.seed})")
     ctx.artifacts[f"coop/{task_name}"] = prompted
-    return result
+    return evaluate(ctx, ctx.tasks[task_name], prompted)
 
 
-def _require(*names: str) -> None:
-    missing = [n for n in names if not hasattr(pp, n)]
-    if missing:
-        raise NotAvailable("not installed")
+def _tuned(ctx: Context, key: str, runner: Callable[[Context], Any]) -> Any:
+    """The tuned adapter ``key`` of this seed, running its method first if it has not run."""
+    if key not in ctx.artifacts:
+        runner(ctx)
+    return ctx.artifacts[key]
 
 
-def _dpc_on(ctx: Context, task_name: str, prompted: Any, label: str) -> tuple[float, float]:
-    """DPC on top of a tuned prompt: the tuned prompt is the frozen backbone prompt, a parallel
-    copy is tuned for base classes, new classes keep the backbone prompt."""
-    wrapper = pp.DualPromptWrapper(prompted, base_classes=ctx.base_names, weight_base=0.2)
-    return tune_and_eval(ctx, ctx.tasks[task_name], wrapper, desc=f"{label} ({task_name}, seed {ctx.seed})")
+def _dpc_on(ctx: Context, task_name: str, prompted: pp.PromptedCLIP, label: str) -> tuple[float, float]:
+    """DPC on top of a tuned prompt: the tuned prompt is the frozen backbone prompt P, a parallel
+    copy is tuned for base classes (w_b = 0.2), new classes keep P (w_n = 0)."""
+    wrapper = pp.DualPromptWrapper(prompted, base_classes=ctx.base_names, weight_base=DPC_WEIGHT_BASE)
+    train_dpc(ctx, ctx.tasks[task_name], wrapper, desc=f"{label} ({task_name}, seed {ctx.seed})")
+    ctx.artifacts[f"{label}/{task_name}"] = wrapper
+    return evaluate(ctx, ctx.tasks[task_name], wrapper)
 
 
 def run_coop_dpc(ctx: Context, task_name: str = "image") -> tuple[float, float]:
-    _require("DualPromptWrapper")
-    prompted = ctx.artifacts.get(f"coop/{task_name}") or _trained_coop(ctx, task_name)
+    prompted = _tuned(ctx, f"coop/{task_name}", lambda c: run_coop(c, task_name))
     return _dpc_on(ctx, task_name, prompted, "CoOp+DPC")
 
 
-def _trained_coop(ctx: Context, task_name: str) -> pp.PromptedCLIP:
-    run_coop(ctx, task_name)
-    return ctx.artifacts[f"coop/{task_name}"]
+def attribute_bank(world: Any) -> list[str]:
+    """GA2's generic attributes for this world: every colour, shape and motion word (no class names)."""
+    from ..world.classes import MOTIONS
 
-
-def _ga2(ctx: Context) -> Any:
-    """GA2 on videos; the hard prompt is the context of the video CoOp run of the same seed.
-
-    Text side only (hard-soft coupler + deep text prompts, no visual prompt tokens), so it trains on
-    precomputed video features and the cached demo stays within its 3-minute budget on a 2-core CPU;
-    with visual prompts the GA2 row alone took ~125 s per seed here."""
-    coop = ctx.artifacts.get("coop/video") or _trained_coop(ctx, "video")
-    hard = coop.prompt.ctx.detach().clone()
-    return _seeded(ctx.seed, lambda: pp.wrap(ctx.model, ctx.world.classnames, method="ga2", hard_prompt=hard,
-                                             n_visual_ctx=0))
+    return [*world.colours, *world.shapes, *MOTIONS]
 
 
 def run_ga2(ctx: Context) -> tuple[float, float]:
-    _require("AttributeAnchorLoss")
-    if "ga2" not in pp.METHODS:
-        raise NotAvailable("not installed")
-    prompted = _ga2(ctx)
-    result = tune_and_eval(ctx, ctx.tasks["video"], prompted, desc=f"GA2 (video, seed {ctx.seed})")
+    """GA2 on videos. The hard prompt is the CoOp context tuned on the *image* task of this seed
+    (another dataset, as GA2 uses prompts tuned on Kinetics); the soft tokens and the mapping layer
+    train with cross-entropy + the attribute-anchor KL on unlabelled anchor clips over the
+    world's attribute words, the prompted side reading them through the learned context."""
+    hard = _tuned(ctx, "coop/image", lambda c: run_coop(c, "image")).prompt.ctx.detach().clone()
+    prompted = _seeded(ctx.seed, lambda: pp.wrap(ctx.model, ctx.world.classnames, method="ga2", hard_prompt=hard,
+                                                 n_visual_ctx=0))
+    task = ctx.tasks["video"]
+    anchor_loss = pp.AttributeAnchorLoss(attribute_bank(ctx.world), weight=ANCHOR_WEIGHT, bank_side="prompted",
+                                         frozen_template="a photo of a {}.", scale=ctx.scale)
+    bank = anchor_loss.frozen_bank_features(prompted)
+    g = torch.Generator().manual_seed(ctx.seed)
+
+    def anchor_term() -> Tensor:
+        a = task.anchor_feats[torch.randperm(len(task.anchor_feats), generator=g)[:ANCHOR_BATCH]]
+        # text-side prompts leave the anchors' image features frozen: prompted == frozen features
+        return anchor_loss(a, bank, frozen_anchor_features=a,
+                           prompted_bank_features=anchor_loss.prompted_bank_features(prompted))
+
+    train_ce(ctx, task, prompted, desc=f"GA2 (video, seed {ctx.seed})", extra_loss=anchor_term)
     ctx.artifacts["ga2/video"] = prompted
-    return result
+    return evaluate(ctx, task, prompted)
 
 
 def run_ga2_dpc(ctx: Context) -> tuple[float, float]:
-    _require("DualPromptWrapper", "AttributeAnchorLoss")
-    if "ga2" not in pp.METHODS:
-        raise NotAvailable("not installed")
-    prompted = ctx.artifacts.get("ga2/video")
-    if prompted is None:
-        run_ga2(ctx)
-        prompted = ctx.artifacts["ga2/video"]
-    return _dpc_on(ctx, "video", prompted, "GA2+DPC")
+    return _dpc_on(ctx, "video", _tuned(ctx, "ga2/video", run_ga2), "GA2+DPC")
 
 
 @dataclass(frozen=True)
@@ -205,7 +232,7 @@ class Runner:
     fn: Callable[[Context], tuple[float, float]]
 
 
-#: methods in run order (later ones may reuse earlier results of the same seed)
+#: methods in run order (later ones reuse earlier results of the same seed)
 RUNNERS: list[Runner] = [
     Runner("zero-shot", "image", lambda c: run_zero_shot(c, "image")),
     Runner("CoOp", "image", lambda c: run_coop(c, "image")),
@@ -226,13 +253,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", nargs="+", metavar="NAME",
                    help="run only these methods (e.g. zero-shot CoOp); default: all")
     p.add_argument("--no-video", action="store_true", help="skip the video task")
-    p.add_argument("--steps", type=int, default=300, help="prompt-tuning steps per method (default: 300)")
+    p.add_argument("--steps", type=int, default=1000,
+                   help="prompt-tuning steps per method (default: 1000, ~60 epochs of the 16-shot base set)")
     p.add_argument("--lr", type=float, default=2e-3, help="prompt-tuning learning rate (default: 2e-3)")
+    p.add_argument("--batch", type=int, default=32, help="few-shot items per step for CE methods (default: 32)")
     p.add_argument("--world", default="default", help=argparse.SUPPRESS)  # "tiny" for tests
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help=argparse.SUPPRESS)
     p.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads (default 1: fastest for this small model on a shared CPU)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads (default 0: PyTorch's default, one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=main)
 
@@ -248,15 +277,21 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def build_tasks(cfg: Any, world: Any, model: torch.nn.Module, seed: int, video: bool, device: str) -> dict[str, Task]:
+    """The seed's image (and video) tasks with frozen features of the few-shot, test and anchor data."""
     from ..world import downstream_split
+    from ..world.data import render_labels
 
     frozen = pp.wrap(model, world.classnames, method="coop", n_ctx=1)
     tasks = {}
     for name in ("image", "video") if video else ("image",):
         split = downstream_split(cfg, seed, video=name == "video")
+        data = [split.train_x, split.test_base_x, split.test_new_x]
+        if name == "video":  # unlabelled pretraining-style clips of any class: GA2's anchors
+            rng = np.random.default_rng([cfg.seed, 3, int(seed)])
+            data.append(render_labels(cfg, rng, rng.integers(world.n_classes, size=N_ANCHORS), shifted=False,
+                                      frames=cfg.frames))
         with frozen.disabled():
-            feats = [encode_images(frozen, x, device=device) for x in (split.train_x, split.test_base_x, split.test_new_x)]
-        tasks[name] = Task(name, split, *feats)
+            tasks[name] = Task(name, split, *[encode_images(frozen, x, device=device) for x in data])
     frozen.eject()
     return tasks
 
@@ -283,19 +318,11 @@ def main(args: argparse.Namespace) -> int:
     results: dict[tuple[str, str], list[tuple[float, float, float] | str]] = {}
     for seed in args.seeds:
         tasks = build_tasks(cfg, world, model, seed, not args.no_video, args.device)
-        ctx = Context(cfg, world, model, seed, tasks, args.steps, args.lr, 128, args.device, not args.quiet)
+        ctx = Context(cfg, world, model, seed, tasks, args.steps, args.lr, args.batch, args.device, not args.quiet)
         for runner in runners:
-            key = (runner.name, runner.task)
-            try:
-                with Timer() as t:
-                    base, new = runner.fn(ctx)
-                results.setdefault(key, []).append((base, new, t.seconds))
-            except NotAvailable as exc:
-                results.setdefault(key, []).append(f"n/a ({exc})")
-            except (TypeError, AttributeError, ValueError) as exc:  # API drift of a not-yet-merged method
-                if runner.name in ("zero-shot", "CoOp"):
-                    raise
-                results.setdefault(key, []).append(f"n/a ({type(exc).__name__}: {exc})")
+            with Timer() as t:  # every runner starts from the seed (dropout masks, inits): same table cached or not
+                base, new = _seeded(seed, lambda: runner.fn(ctx))
+            results.setdefault((runner.name, runner.task), []).append((base, new, t.seconds))
     print()
     print(format_table(results, args.seeds))
     print(f"\ntotal {time.perf_counter() - total:.1f} s")
@@ -305,14 +332,11 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def summarise(rows: list) -> tuple[float, float, float, float] | str:
-    """(mean base, mean new, HM of the means, mean seconds) or the first 'n/a' string."""
-    done = [r for r in rows if not isinstance(r, str)]
-    if not done:
-        return rows[0]
-    base = statistics.mean(r[0] for r in done)
-    new = statistics.mean(r[1] for r in done)
-    return base, new, harmonic_mean(base, new), statistics.mean(r[2] for r in done)
+def summarise(rows: list[tuple[float, float, float]]) -> tuple[float, float, float, float]:
+    """(mean base, mean new, HM of the means, mean seconds) over seeds."""
+    base = statistics.mean(r[0] for r in rows)
+    new = statistics.mean(r[1] for r in rows)
+    return base, new, harmonic_mean(base, new), statistics.mean(r[2] for r in rows)
 
 
 def format_table(results: dict, seeds: list[int]) -> str:
@@ -321,12 +345,9 @@ def format_table(results: dict, seeds: list[int]) -> str:
              "-" * len(header)]
     for (name, task), rows in results.items():
         s = summarise(rows)
-        if isinstance(s, str):
-            lines.append(f"{name:<12} {task:<6} {s}")
-        else:
-            lines.append(f"{name:<12} {task:<6} {s[0]:6.1f} {s[1]:6.1f} {s[2]:6.1f} {s[3]:7.1f}")
-        if len(seeds) > 1 and not isinstance(s, str):
-            per = "  ".join(f"{r[0]:.1f}/{r[1]:.1f}" for r in rows if not isinstance(r, str))
+        lines.append(f"{name:<12} {task:<6} {s[0]:6.1f} {s[1]:6.1f} {s[2]:6.1f} {s[3]:7.1f}")
+        if len(seeds) > 1:
+            per = "  ".join(f"{r[0]:.1f}/{r[1]:.1f}" for r in rows)
             lines.append(f"{'':<12} {'':<6} per seed base/new: {per}")
     return "\n".join(lines)
 
@@ -345,7 +366,6 @@ def save_plot(results: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     rows = [(f"{n}\n({t})", summarise(r)) for (n, t), r in results.items()]
-    rows = [(label, s) for label, s in rows if not isinstance(s, str)]
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(rows)), 4))
     width = 0.27
     for k, (metric, colour) in enumerate((("base", "#4c72b0"), ("new", "#dd8452"), ("HM", "#55a868"))):

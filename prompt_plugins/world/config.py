@@ -28,14 +28,14 @@ class WorldConfig:
     image_size: int = 32
     frames: int = 4
     # tiny clip.model.CLIP
-    embed_dim: int = 64
-    width: int = 64
-    layers: int = 3
+    embed_dim: int = 128
+    width: int = 128
+    layers: int = 4
     patch_size: int = 8
     context_length: int = 32
     # contrastive pretraining (images, captions covering every class)
-    pretrain_steps: int = 400
-    pretrain_batch: int = 128
+    pretrain_steps: int = 1200
+    pretrain_batch: int = 256
     pretrain_lr: float = 2e-3
     size_range: tuple[float, float] = (0.3, 0.75)
     template_share: float = 0.9
@@ -43,9 +43,9 @@ class WorldConfig:
     # downstream split and shift (downstream images only)
     shots: int = 16
     n_test: int = 20
-    shift_scale: float = 0.7
-    shift_stripes: float = 0.3
-    shift_noise: float = 0.1
+    shift_scale: float = 1.0
+    shift_stripes: float = 0.2
+    shift_noise: float = 0.0
     # CoOp context tokens of the demo's prompts
     n_ctx: int = 16
 
