@@ -219,13 +219,13 @@ def main() -> None:
         settings, reps = [(10, 4), (100, 16)], 3
     else:
         settings, reps = [(c, n) for c in (10, 100, 400) for n in (4, 16)], 5
-    reps = args.reps or reps
+    reps = args.reps if args.reps is not None else reps
     rows = bench_text(model, args.device, settings, reps)
     for c, n, med, _ in rows:
         if (c, n) == (100, 16):
             print(f"  target: >= 8x faster than full length at 100 classes / 16 ctx -> {med['full'] / med['ours']:.1f}x")
     bench_dpc(model, args.device, 100, 16, reps + 1)
-    bench_eval(model, args.device, 100, args.eval_batch or (4 if args.quick else 64), reps + 1)
+    bench_eval(model, args.device, 100, args.eval_batch if args.eval_batch is not None else (4 if args.quick else 64), reps + 1)
 
 
 if __name__ == "__main__":

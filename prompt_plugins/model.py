@@ -110,7 +110,8 @@ class PromptedCLIP(nn.Module):
 
     def encode_text(self, classes: ClassSelector = None, *, prompts: Prompts | None = None,
                     normalize: bool = True) -> Tensor:
-        """(C, E) class features (fp32, or fp64 for a float64 model; L2-normalised by default) for ``classes`` (default: all).
+        """(C, E) class features for ``classes`` (default: all): fp32, or fp64 for a float64 model;
+        L2-normalised by default.
 
         Features are cached when they cannot need gradients (see :meth:`encode_text_multi`)."""
         return self.encode_text_multi([(classes, prompts)], normalize=normalize)[0]
@@ -119,7 +120,8 @@ class PromptedCLIP(nn.Module):
                           normalize: bool = True) -> list[Tensor]:
         """Features for several (classes, prompts) requests, computed in one pass through the
         text tower; ``prompts=None`` uses the prompt module (e.g. DPC: base classes with the tuned
-        prompt X and new classes with the frozen backbone prompt P). -> list of (C_i, E), fp32.
+        prompt X and new classes with the frozen backbone prompt P). -> list of (C_i, E), fp32 (fp64 for a
+        float64 model).
 
         Requests that need gradients run in one pass; the others in a second pass without a
         graph (their features never require grad).

@@ -28,6 +28,7 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from .backends.base import Backend, BlockParts
 from .errors import ShapeError
+from .precision import at_least_fp32
 from .tokenization import ClassTokens
 
 Deep = Sequence[Tensor] | Tensor | None
@@ -139,7 +140,7 @@ def _suffix_attention(q: Tensor, k: Tensor, v: Tensor, kp: Tensor, vp: Tensor, q
     ss = torch.matmul(q.transpose(1, 2), kh)  # (N, H, Lq, S)
     visible = torch.arange(s, device=q.device)[None, None, :] <= qpos[:, :, None]  # (N, Lq, S)
     ss = ss.masked_fill(~visible[:, None], float("-inf"))
-    probs = torch.cat([sp, ss.to(sp.dtype)], dim=-1).float().softmax(dim=-1).to(v.dtype)
+    probs = at_least_fp32(torch.cat([sp, ss.to(sp.dtype)], dim=-1)).softmax(dim=-1).to(v.dtype)
     pp, ps = probs.split([gp, s], dim=-1)
     op = torch.bmm(pp.permute(1, 0, 2, 3).reshape(n_heads, n * lq, gp),
                    vp.reshape(gp, n_heads, hd).transpose(0, 1).to(v.dtype))

@@ -57,7 +57,7 @@ def test_demo_runners_dpc_keeps_backbone_new_classes_and_ga2_trains(tmp_path, mo
     world = World(cfg)
     model, _, _ = load_or_pretrain(cfg, progress=False, log=lambda *a: None)
     ctx = demo.Context(cfg, world, model, 1, demo.build_tasks(cfg, world, model, 1, True, "cpu"), 5, 1e-2, 8,
-                       "cpu", False)
+                       False)
     assert ctx.tasks["video"].anchor_feats.shape == (demo.N_ANCHORS, cfg.embed_dim)
     for run, backbone_key, key in ((lambda c: demo.run_coop_dpc(c, "image"), "coop/image", "CoOp+DPC/image"),
                                    (demo.run_ga2_dpc, "ga2/video", "GA2+DPC/video")):

@@ -3,13 +3,36 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..base_new import harmonic_mean  # noqa: F401  (used by demo/eval)
+
+
+class FeatureModel(nn.Module):
+    """Logits of a text-side adapter over precomputed frozen image features.
+
+    ``forward(features (B, E), classes=None) -> (B, C')`` and, for a ``DualPromptWrapper``,
+    ``backbone_logits`` (the frozen prompt P), so ``HardNegativeOptimizer`` can take it as its
+    model with a dataset of (feature, label) pairs."""
+
+    def __init__(self, adapter: nn.Module, scale: float):
+        super().__init__()
+        self.adapter, self.scale = adapter, scale
+
+    def forward(self, features: Tensor, classes: Any = None) -> Tensor:
+        return self.scale * features @ self.adapter.encode_text(classes).t()
+
+    @torch.no_grad()
+    def backbone_logits(self, features: Tensor, classes: Any = None) -> Tensor:
+        return self.scale * features @ self.adapter.encode_text(classes, route="backbone").t()
+
+    @property
+    def base_indices(self) -> list[int] | None:
+        return getattr(self.adapter, "base_indices", None)
 
 
 @contextmanager

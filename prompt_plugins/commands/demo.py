@@ -5,8 +5,9 @@ prints base / new / HM accuracy and seconds per method. A runner is a small func
 ``runner(ctx) -> (base_acc, new_acc)``; add one to ``RUNNERS`` to add a method.
 
 Every demo prompt is text-side (CoOp context, GA2's coupler and deep text prompts), so the frozen
-image/video features are computed once per task and training runs the text tower only; the
-losses see those features through :class:`FeatureModel`, exactly as they would see a model's.
+image/video features are computed once per task and training runs the text tower only.
+Cross-entropy and ``HardNegativeOptimizer`` see those features through :class:`FeatureModel`
+exactly as they would see a model; ``AttributeAnchorLoss`` takes them directly (its features API).
 """
 from __future__ import annotations
 
@@ -18,12 +19,12 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 import prompt_plugins as pp
 
 from ..errors import ConfigError
-from ._loop import Timer, accuracy, encode_images, eval_mode, fit, fit_loss, harmonic_mean
+from ._loop import FeatureModel, Timer, accuracy, encode_images, eval_mode, fit, fit_loss, harmonic_mean
 
 #: DPC stage 2 (hard-negative optimiser): anchors per step, K hardest wrong classes, w_b. Its learning
 #: rate is w_b x the backbone's: AdamW steps the stored M by ~lr and X = P + (M - P) / w_b moves 1/w_b
@@ -58,7 +59,6 @@ class Context:
     steps: int
     lr: float
     batch: int
-    device: str
     progress: bool
     artifacts: dict[str, Any] = field(default_factory=dict)
 
@@ -69,29 +69,6 @@ class Context:
     @property
     def scale(self) -> float:
         return self.model.logit_scale.exp().item()
-
-
-class FeatureModel(nn.Module):
-    """Logits of a text-side adapter over precomputed frozen image features.
-
-    ``forward(features (B, E), classes=None) -> (B, C')`` and, for a ``DualPromptWrapper``,
-    ``backbone_logits`` (the frozen prompt P), so ``HardNegativeOptimizer`` can take it as its
-    model with a dataset of (feature, label) pairs."""
-
-    def __init__(self, adapter: nn.Module, scale: float):
-        super().__init__()
-        self.adapter, self.scale = adapter, scale
-
-    def forward(self, features: Tensor, classes: Any = None) -> Tensor:
-        return self.scale * features @ self.adapter.encode_text(classes).t()
-
-    @torch.no_grad()
-    def backbone_logits(self, features: Tensor, classes: Any = None) -> Tensor:
-        return self.scale * features @ self.adapter.encode_text(classes, route="backbone").t()
-
-    @property
-    def base_indices(self) -> list[int] | None:
-        return getattr(self.adapter, "base_indices", None)
 
 
 def _seeded(seed: int, fn: Callable[[], Any]) -> Any:
@@ -143,7 +120,8 @@ def train_dpc(ctx: Context, task: Task, wrapper: pp.DualPromptWrapper, *, desc: 
     head = FeatureModel(wrapper, ctx.scale)
     feats, labels = task.train_feats, task.split.train_y
     dataset = [(feats[i], int(labels[i])) for i in range(len(labels))]
-    hn = pp.HardNegativeOptimizer(head, dataset, labels=labels, top_k=DPC_TOP_K, seed=ctx.seed)
+    top_k = min(DPC_TOP_K, len(ctx.world.base) - 1)  # small worlds have fewer wrong classes
+    hn = pp.HardNegativeOptimizer(head, dataset, labels=labels, top_k=top_k, seed=ctx.seed)
     fit_loss(lambda idx: hn(feats[idx], labels[idx]), wrapper.trainable_parameters(), len(labels),
              steps=ctx.steps, lr=ctx.lr * wrapper.weight_base, batch=DPC_BATCH, seed=ctx.seed, desc=desc, progress=ctx.progress)
 
@@ -190,17 +168,18 @@ def run_coop_dpc(ctx: Context, task_name: str = "image") -> tuple[float, float]:
 
 
 def attribute_bank(world: Any) -> list[str]:
-    """GA2's generic attributes for this world: every colour, shape and motion word (no class names)."""
+    """GA2's generic attributes for this world: the base colours, every shape and motion word (no class
+    names, and none of the new classes' colours: tuning never sees those)."""
     from ..world.classes import MOTIONS
 
-    return [*world.colours, *world.shapes, *MOTIONS]
+    return [*world.colours[: world.config.n_colours // 2], *world.shapes, *MOTIONS]
 
 
 def run_ga2(ctx: Context) -> tuple[float, float]:
     """GA2 on videos. The hard prompt is the CoOp context tuned on the *image* task of this seed
     (another dataset, as GA2 uses prompts tuned on Kinetics); the soft tokens and the mapping layer
-    train with cross-entropy + the attribute-anchor KL on unlabelled anchor clips over the
-    world's attribute words, the prompted side reading them through the learned context."""
+    train with cross-entropy + the attribute-anchor KL on unlabelled anchor clips (pretraining-style,
+    base colours only) over the attribute bank, the prompted side reading it through the learned context."""
     hard = _tuned(ctx, "coop/image", lambda c: run_coop(c, "image")).prompt.ctx.detach().clone()
     prompted = _seeded(ctx.seed, lambda: pp.wrap(ctx.model, ctx.world.classnames, method="ga2", hard_prompt=hard,
                                                  n_visual_ctx=0))
@@ -276,8 +255,10 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def build_tasks(cfg: Any, world: Any, model: torch.nn.Module, seed: int, video: bool, device: str) -> dict[str, Task]:
-    """The seed's image (and video) tasks with frozen features of the few-shot, test and anchor data."""
+def build_tasks(cfg: Any, world: Any, model: torch.nn.Module, seed: int, video: bool, device: str,
+                anchors: bool = True) -> dict[str, Task]:
+    """The seed's image (and video) tasks with frozen features of the few-shot and test data, and for
+    videos (``anchors``) of GA2's anchor clips: unlabelled, unshifted clips of base classes."""
     from ..world import downstream_split
     from ..world.data import render_labels
 
@@ -286,10 +267,10 @@ def build_tasks(cfg: Any, world: Any, model: torch.nn.Module, seed: int, video: 
     for name in ("image", "video") if video else ("image",):
         split = downstream_split(cfg, seed, video=name == "video")
         data = [split.train_x, split.test_base_x, split.test_new_x]
-        if name == "video":  # unlabelled pretraining-style clips of any class: GA2's anchors
+        if name == "video" and anchors:
             rng = np.random.default_rng([cfg.seed, 3, int(seed)])
-            data.append(render_labels(cfg, rng, rng.integers(world.n_classes, size=N_ANCHORS), shifted=False,
-                                      frames=cfg.frames))
+            labels = np.asarray(world.base)[rng.integers(len(world.base), size=N_ANCHORS)]
+            data.append(render_labels(cfg, rng, labels, shifted=False, frames=cfg.frames))
         with frozen.disabled():
             tasks[name] = Task(name, split, *[encode_images(frozen, x, device=device) for x in data])
     frozen.eject()
@@ -315,10 +296,11 @@ def main(args: argparse.Namespace) -> int:
     print(f"tiny CLIP {'loaded' if cached else 'pretrained'} in {seconds:.1f} s; {world.n_classes} classes "
           f"({len(world.base)} base / {len(world.new)} new, new colours unseen in tuning), "
           f"{cfg.shots} shots per base class, {cfg.n_test} test images per class")
-    results: dict[tuple[str, str], list[tuple[float, float, float] | str]] = {}
+    results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     for seed in args.seeds:
-        tasks = build_tasks(cfg, world, model, seed, not args.no_video, args.device)
-        ctx = Context(cfg, world, model, seed, tasks, args.steps, args.lr, args.batch, args.device, not args.quiet)
+        tasks = build_tasks(cfg, world, model, seed, not args.no_video, args.device,
+                            anchors=any(r.name.startswith("GA2") for r in runners))
+        ctx = Context(cfg, world, model, seed, tasks, args.steps, args.lr, args.batch, not args.quiet)
         for runner in runners:
             with Timer() as t:  # every runner starts from the seed (dropout masks, inits): same table cached or not
                 base, new = _seeded(seed, lambda: runner.fn(ctx))

@@ -31,7 +31,7 @@ def main(args: argparse.Namespace) -> int:
 
     from ._backbone import load_backbone
     from ._data import load_folder, read_classnames
-    from ._loop import encode_images, fit
+    from ._loop import FeatureModel, encode_images, fit
 
     names = read_classnames(args.classnames) if args.classnames else None
     model = load_backbone(args.backbone)
@@ -52,10 +52,10 @@ def main(args: argparse.Namespace) -> int:
     base_idx = torch.tensor(base)
     if isinstance(prompted, pp.PromptedCLIP) and prompted.prompt().visual is None:
         feats = encode_images(prompted, x)
-        scale = backend.logit_scale.exp().item()
+        head = FeatureModel(prompted, backend.logit_scale.exp().item())
 
         def logits_fn(idx):
-            return scale * feats[idx] @ prompted.encode_text(base).t()
+            return head(feats[idx], classes=base)
     else:
         def logits_fn(idx):
             return prompted(x[idx])[:, base_idx]

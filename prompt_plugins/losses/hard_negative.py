@@ -166,7 +166,9 @@ class HardNegativeOptimizer(nn.Module):
                    scores and labels of every rank are gathered, every rank runs the sampler (its
                    non-repeat filter and random draws) on the whole global batch and keeps its own
                    rows, and the InfoNCE contrasts all rows (``gather_rows``). Every rank's generator
-                   must start from the same seed (the default ``seed=0`` does). ``gather=False``:
+                   must start from the same seed (the default ``seed=0`` does) and every rank must
+                   hold the same full ``dataset`` / class index (not a per-rank shard), since negative
+                   images are picked from it by the shared draws. ``gather=False``:
                    each rank samples and contrasts within its own batch.
 
     ``model`` may be wrapped in ``DistributedDataParallel``: ``backbone_logits``/``base_indices``
@@ -314,10 +316,10 @@ class HardNegativeOptimizer(nn.Module):
         if self.gather and _dist_ready():
             import torch.distributed as dist
 
-            sizes = rank_sizes(len(labels), labels.device)
+            sizes = rank_sizes(len(labels), scores.device)  # collectives on the scores' device (NCCL: GPU)
             start = sum(sizes[:dist.get_rank()])
             all_scores = gather_rows(scores.detach().float(), with_grad=False)
-            all_labels = gather_rows(labels, with_grad=False)
+            all_labels = gather_rows(labels.to(scores.device), with_grad=False)
         negatives = self.sample_negatives(all_scores, all_labels.cpu())
         picks = [[self.pick_index(c) for c in negs] for negs in negatives]  # same draws on every rank
         negatives, picks = negatives[start:start + len(labels)], picks[start:start + len(labels)]

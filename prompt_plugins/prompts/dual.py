@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from ..errors import ClassNameError, ConfigError, PromptPluginsError, UnsupportedModelError
+from ..precision import at_least_fp32
 from .base import Prompts
 
 Route = Literal["base", "new"]
@@ -230,7 +231,7 @@ class DualPromptWrapper(nn.Module):
     # ------------------------------------------------------------------ the two prompts
     def _delta(self, key: str) -> Tensor:
         P, theta = self.frozen.get_buffer(key), self.trainable[key]
-        diff = theta.float() - P.float()
+        diff = at_least_fp32(theta) - at_least_fp32(P)
         return diff / self.weight_base if self.mode == "converse" else diff
 
     def route_tensors(self, route: Route) -> dict[str, Tensor]:
@@ -252,7 +253,7 @@ class DualPromptWrapper(nn.Module):
                 out[name] = P
             else:
                 d = self._delta(key)
-                out[name] = (P.float() + (d if w == 1.0 else w * d)).to(P.dtype)
+                out[name] = (at_least_fp32(P) + (d if w == 1.0 else w * d)).to(P.dtype)
         return out
 
     def frozen_tensors(self) -> dict[str, Tensor]:
@@ -282,7 +283,8 @@ class DualPromptWrapper(nn.Module):
         return self.target.prompt().visual is not None
 
     def encode_text(self, classes: Any = None, *, route: Route | None = None, normalize: bool = True) -> Tensor:
-        """(C', E) fp32 text features; each class uses its own route unless ``route`` is given."""
+        """(C', E) text features (fp32, or fp64 for a float64 model); each class uses its own route
+        unless ``route`` is given."""
         self._check_prompted("encode_text")
         idx = self._class_positions(classes)
         if route is not None:
