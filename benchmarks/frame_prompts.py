@@ -13,6 +13,9 @@ Two levels: ``tower`` (the whole visual forward, or forward+backward with ``--mo
 and ``ops`` (only the prompt-token ops on activation-sized tensors: 1 append + 8 replaces).
 Target: fused >= 1.3x faster and <= 0.5x the extra memory of the reference.
 
+Each variant runs ``--rounds`` times in its own subprocess, the variants interleaved, and the
+medians over rounds are printed, so a drifting machine slows every variant alike.
+
     python benchmarks/frame_prompts.py --quick                 # CPU, 2 layers (depth 2)
     python benchmarks/frame_prompts.py --device cuda --mode both
 """
@@ -22,6 +25,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -142,7 +146,9 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=9)
     ap.add_argument("--frames", type=int, default=8, help="T")
     ap.add_argument("--total", type=int, default=64, help="B·T frames")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=5, help="timed steps per subprocess (median)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="subprocesses per variant, interleaved (u, f, r, u, f, r, ...); time = median over rounds")
     ap.add_argument("--mode", default="infer", choices=["infer", "train", "both"])
     ap.add_argument("--level", default="both", choices=["tower", "ops", "both"])
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -164,7 +170,13 @@ def main() -> None:
     for mode in modes:
         args.mode = mode
         for level in levels:
-            res = {v: run_variant(args, v, level) for v in ("unprompted", "fused", "reference")}
+            variants = ("unprompted", "fused", "reference")
+            runs: dict[str, list[dict]] = {v: [] for v in variants}
+            for _ in range(max(1, args.rounds)):  # interleaved: machine drift hits every variant alike
+                for v in variants:
+                    runs[v].append(run_variant(args, v, level))
+            res = {v: {"time_ms": statistics.median(r["time_ms"] for r in rs),
+                       "peak_mb": statistics.median(r["peak_mb"] for r in rs)} for v, rs in runs.items()}
             base = res["unprompted"]["peak_mb"]  # ops level: the inputs alone (no op run)
             print(f"\n[{mode} / {level}]  {'variant':<11} {'time ms':>10} {'peak MB':>10} {'extra MB':>10}")
             for v, r in res.items():
