@@ -15,7 +15,7 @@ from prompt_plugins.base_new import harmonic_mean, split_base_new
 from prompt_plugins.importers import get_importer
 from prompt_plugins.importers.dpc import convert_coop, convert_dpc
 from prompt_plugins.losses import HardNegativeOptimizer, symmetric_info_nce, symmetric_info_nce_from_logits
-from tiny_models import images, make_model
+from tiny_models import hard_negative_steps, images, make_model
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["red circle", "blue square", "green triangle", "yellow star", "purple ring", "orange cube", "white cone"]
@@ -218,13 +218,7 @@ def test_training_moves_base_only(backend_name, clip_model, mode):
     p0 = {n: t.clone() for n, t in w.frozen_tensors().items()}
     prompt0 = _snapshot(target.prompt)
 
-    objective = HardNegativeOptimizer(w, _dataset(range(4)), top_k=2)
-    opt = torch.optim.SGD(w.trainable_parameters(), lr=0.01)
-    for _ in range(2):
-        loss = objective(x, torch.tensor([0, 1]))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    objective, _ = hard_negative_steps(w, _dataset(range(4)), x, torch.tensor([0, 1]), lr=0.01)
     assert len(objective.last_batch.labels) == 4 and set(objective.last_batch.labels.tolist()) == {0, 1, 2, 3}
     with torch.no_grad():
         assert torch.equal(w.encode_text(new_idx), text0["new"])
@@ -314,13 +308,7 @@ def test_foreign_coop_model(tmp_path):
     assert dpc.tensor_names == ["prompt_learner.ctx"]
     with torch.no_grad():
         assert torch.equal(dpc(x), backbone)
-    objective = HardNegativeOptimizer(dpc, _dataset(range(4)), top_k=2)
-    opt = torch.optim.SGD(dpc.trainable_parameters(), lr=0.01)
-    for _ in range(2):
-        loss = objective(x, torch.tensor([2, 3]))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    hard_negative_steps(dpc, _dataset(range(4)), x, torch.tensor([2, 3]), lr=0.01)
     with torch.no_grad():
         after = dpc(x)
     assert torch.equal(after[:, 4:], backbone[:, 4:])

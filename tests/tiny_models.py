@@ -87,3 +87,19 @@ def images(n: int = 2, seed: int = 1, frames: int | None = None) -> torch.Tensor
     g = torch.Generator().manual_seed(seed)
     shape = (n, 3, IMAGE_SIZE, IMAGE_SIZE) if frames is None else (n, frames, 3, IMAGE_SIZE, IMAGE_SIZE)
     return torch.randn(shape, generator=g)
+
+
+def hard_negative_steps(wrapper, dataset, x: torch.Tensor, y: torch.Tensor, *, lr: float, steps: int = 2,
+                        top_k: int = 2):
+    """A few plain-SGD steps of DPC's hard-negative objective on ``wrapper.trainable_parameters()``
+    for the anchors ``x`` / ``y``. -> (objective, last loss)."""
+    from prompt_plugins.losses import HardNegativeOptimizer
+
+    objective = HardNegativeOptimizer(wrapper, dataset, top_k=top_k)
+    opt = torch.optim.SGD(wrapper.trainable_parameters(), lr=lr)
+    for _ in range(steps):
+        loss = objective(x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return objective, loss

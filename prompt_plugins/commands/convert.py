@@ -18,16 +18,6 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def _read_classnames(path: str) -> list[str]:
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"--classnames file {path!r} does not exist (one class name per line)")
-    names = [line.strip() for line in file.read_text().splitlines() if line.strip()]
-    if not names:
-        raise ConfigError(f"--classnames file {path!r} has no class names (one per line)")
-    return names
-
-
 def run(args: argparse.Namespace) -> int:
     from ..importers import detect_format, get_importer
 
@@ -42,7 +32,9 @@ def run(args: argparse.Namespace) -> int:
     if args.hard_prompt is not None:
         options["hard_prompt"] = args.hard_prompt
     if args.classnames is not None:
-        options["classnames"] = _read_classnames(args.classnames)
+        from ._data import read_classnames
+
+        options["classnames"] = read_classnames(args.classnames)
     if args.allow_unsafe:
         options["allow_unsafe"] = True
     out = Path(importer.convert(Path(args.src), Path(args.out_dir), **options))

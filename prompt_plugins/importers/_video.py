@@ -62,6 +62,16 @@ def strip_module(state: Mapping[str, Any]) -> dict[str, Tensor]:
     return {(k[7:] if k.startswith("module.") else k): v for k, v in state.items() if isinstance(v, Tensor)}
 
 
+def holds_prompt(path: Path, container: str, key: str) -> bool:
+    """True when ``path`` reads (tensors only) as a dict whose ``container`` dict holds ``key``
+    (``module.`` prefixes stripped); False for anything unreadable. Format detection."""
+    try:
+        obj = read_checkpoint(path)
+        return isinstance(obj, dict) and isinstance(obj.get(container), dict) and key in strip_module(obj[container])
+    except Exception:
+        return False
+
+
 def stack_layers(state: Mapping[str, Tensor], pattern: str, used: set[str]) -> Tensor | None:
     """Stack ``pattern.format(i)`` for i = 1, 2, ... into (D-1, n, W); gaps are an error."""
     regex = re.compile(re.escape(pattern).replace(r"\{\}", r"(\d+)") + "$")

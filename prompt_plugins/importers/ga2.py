@@ -18,7 +18,8 @@ from typing import Any
 from ..errors import CheckpointError, ConfigError
 from ..prompts.coupler import load_hard_prompt
 from . import register_importer
-from ._video import backbone_fingerprint, check_options, read_checkpoint, split_report, strip_module, write_adapter
+from ._video import (backbone_fingerprint, check_options, holds_prompt, read_checkpoint, split_report, strip_module,
+                     write_adapter)
 from .vificlip import CLASS_BUFFERS, ivlp_prompts
 
 PROJ = "prompt_learner.proj_b2n_VPT.0."
@@ -31,12 +32,7 @@ def model_state(obj: Any, path: Path) -> dict:
 
 
 def detect(path: Path) -> bool:
-    try:
-        obj = read_checkpoint(path)
-        return isinstance(obj, dict) and isinstance(obj.get("model_state_dict"), dict) and \
-            "prompt_learner.ctx_VPT" in strip_module(obj["model_state_dict"])
-    except Exception:
-        return False
+    return holds_prompt(path, "model_state_dict", "prompt_learner.ctx_VPT")
 
 
 def convert(path: str | os.PathLike, out_dir: str | os.PathLike, *, hard_prompt: Any = None,

@@ -20,8 +20,8 @@ from typing import Any
 
 from ..errors import CheckpointError
 from . import register_importer
-from ._video import backbone_fingerprint, check_options, read_checkpoint, split_report, stack_layers, strip_module, \
-    write_adapter
+from ._video import backbone_fingerprint, check_options, holds_prompt, read_checkpoint, split_report, stack_layers, \
+    strip_module, write_adapter
 
 CLASS_BUFFERS = ("prompt_learner.token_prefix", "prompt_learner.token_suffix", "prompt_learner.complete_text_embeddings")
 TEXT_DEEP = "text_encoder.transformer.resblocks.{}.VPT_shallow"
@@ -63,12 +63,7 @@ def ivlp_prompts(state: dict, ctx_key: str, used: set[str]) -> tuple[dict[str, A
 
 
 def detect(path: Path) -> bool:
-    try:
-        obj = read_checkpoint(path)
-        return isinstance(obj, dict) and isinstance(obj.get("model"), dict) and \
-            "prompt_learner.ctx" in strip_module(obj["model"])
-    except Exception:
-        return False
+    return holds_prompt(path, "model", "prompt_learner.ctx")
 
 
 def convert(path: str | os.PathLike, out_dir: str | os.PathLike, *, classnames: list[str] | None = None,

@@ -111,15 +111,17 @@ def rank_sizes(n: int, device: torch.device | str = "cpu") -> list[int]:
     return [int(s) for s in sizes]
 
 
-def gather_rows(x: Tensor, *, with_grad: bool = True) -> Tensor:
+def gather_rows(x: Tensor, *, with_grad: bool = True, sizes: list[int] | None = None) -> Tensor:
     """Concatenate the rows of ``x`` (N_r, ...) from every rank (N_r may differ), rank order.
     Gradients flow back to each rank's rows (``torch.distributed.nn.functional.all_gather``).
+    ``sizes``: every rank's N_r when already known (``rank_sizes``), saving one collective.
     Without an initialised process group (or with one rank) ``x`` is returned as is."""
     if not _dist_ready():
         return x
     import torch.distributed as dist
 
-    sizes = rank_sizes(x.shape[0], x.device)
+    if sizes is None:
+        sizes = rank_sizes(x.shape[0], x.device)
     pad = max(sizes) - x.shape[0]
     padded = torch.cat([x, x.new_zeros((pad, *x.shape[1:]))]) if pad else x
     if with_grad:
@@ -318,8 +320,8 @@ class HardNegativeOptimizer(nn.Module):
 
             sizes = rank_sizes(len(labels), scores.device)  # collectives on the scores' device (NCCL: GPU)
             start = sum(sizes[:dist.get_rank()])
-            all_scores = gather_rows(scores.detach().float(), with_grad=False)
-            all_labels = gather_rows(labels.to(scores.device), with_grad=False)
+            all_scores = gather_rows(scores.detach().float(), with_grad=False, sizes=sizes)
+            all_labels = gather_rows(labels.to(scores.device), with_grad=False, sizes=sizes)
         negatives = self.sample_negatives(all_scores, all_labels.cpu())
         picks = [[self.pick_index(c) for c in negs] for negs in negatives]  # same draws on every rank
         negatives, picks = negatives[start:start + len(labels)], picks[start:start + len(labels)]
