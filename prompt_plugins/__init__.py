@@ -19,21 +19,17 @@ from .errors import (
     UnsafeCheckpointError,
     UnsupportedModelError,
 )
-from .methods import METHODS, from_pretrained, register_method, wrap
+from .losses import symmetric_info_nce
+from .methods.dpc import DualPromptWrapper, HardNegativeOptimizer
+from .methods.ga2 import AttributeAnchorLoss, HardSoftCoupler
 from .model import PromptedCLIP
-from .prompts.base import PromptModule, Prompts
-from .prompts.soft import SoftPrompt
-from .prompts.dual import DualPromptWrapper
-from .losses import HardNegativeOptimizer, symmetric_info_nce
+from .prompts import PromptModule, Prompts, SoftPrompt
+from .registry import METHODS, from_pretrained, register_method, wrap
 
 __all__ = [
     "__version__", "wrap", "from_pretrained", "save_pretrained", "register_method", "METHODS", "resolve",
     "PromptedCLIP", "PromptModule", "Prompts", "SoftPrompt",
     "PromptPluginsError", "UnsupportedModelError", "ClassNameError", "PromptTooLongError", "ShapeError",
     "ConfigError", "CheckpointError", "UnsafeCheckpointError",
-    "DualPromptWrapper", "HardNegativeOptimizer", "symmetric_info_nce",
+    "DualPromptWrapper", "HardNegativeOptimizer", "symmetric_info_nce", "AttributeAnchorLoss", "HardSoftCoupler",
 ]
-from .losses.attribute_anchor import AttributeAnchorLoss  # noqa: E402
-from .prompts.coupler import HardSoftCoupler  # noqa: E402
-
-__all__ += ["AttributeAnchorLoss", "HardSoftCoupler"]

@@ -13,26 +13,60 @@ import json
 import os
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from torch import Tensor, nn
 
-from .errors import CheckpointError
+from ._version import __version__
+from .config import Config
+from .errors import CheckpointError, ConfigError
 
 WEIGHTS_NAME = "adapter_model.safetensors"
 CONFIG_NAME = "adapter_config.json"
 FORMAT_VERSION = 1
-
-#: top-level config keys this version understands (others warn and are ignored, as in PEFT)
-KNOWN_CONFIG_KEYS = {
-    "format_version", "package_version", "method", "prompt", "template", "zero_shot_template",
-    "classnames", "backbone", "weights_sha256", "dpc", "inner",
-}
-KNOWN_CONFIG_KEYS |= {"imported_from"}
 #: fingerprint keys that decide whether prompt tensors fit a backbone
 SHAPE_KEYS = ("text_width", "text_layers", "context_length", "vision_width", "vision_layers", "embed_dim")
+#: the text after the context slots, and the zero-shot template of ``disabled()``; the one place they are set
+DEFAULT_TEMPLATE = "{}."
+DEFAULT_ZERO_SHOT_TEMPLATE = "a photo of a {}."
+
+
+def check_template(name: str, value: str) -> str:
+    """A prompt template must hold one ``{}`` for the class name."""
+    if "{}" not in value:
+        raise ConfigError(f"{name} {value!r} has no '{{}}' for the class name")
+    return value
+
+
+@dataclass
+class AdapterConfig(Config):
+    """``adapter_config.json`` (format 1). ``prompt``: the prompt module's section (``prompts.prompt_to_dict``);
+    ``dpc`` / ``inner``: a DPC adapter's own section and its backbone adapter's config; ``imported_from``:
+    what an importer read. ``format_version`` and ``weights_sha256`` are filled in by ``save_pretrained``."""
+
+    method: str
+    prompt: dict | None = None
+    template: str = DEFAULT_TEMPLATE
+    zero_shot_template: str = DEFAULT_ZERO_SHOT_TEMPLATE
+    classnames: list[str] | None = None
+    backbone: dict | None = None
+    package_version: str = __version__
+    dpc: dict | None = None
+    inner: dict | None = None
+    imported_from: dict | None = None
+    format_version: int | None = None
+    weights_sha256: str | None = None
+
+    def check(self) -> None:
+        check_template("template", self.template)
+        check_template("zero_shot_template", self.zero_shot_template)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object, without the keys that are None (as format 1 wrote them)."""
+        return {k: v for k, v in super().to_dict().items() if v is not None}
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -77,6 +111,19 @@ def deserialize_tensors(data: bytes, source: str) -> dict[str, Tensor]:
         ) from None
 
 
+class RawAdapter:
+    """A config + tensors pair that ``save_pretrained`` can write (what an importer produces)."""
+
+    def __init__(self, config: AdapterConfig, state: dict[str, Tensor]):
+        self._config, self._state = config, state
+
+    def adapter_config(self) -> AdapterConfig:
+        return self._config
+
+    def adapter_state_dict(self) -> dict[str, Tensor]:
+        return self._state
+
+
 def save_pretrained(adapter: Any, directory: str | os.PathLike) -> Path:
     """Save ``adapter`` (anything with ``adapter_config()`` and ``adapter_state_dict()``, such as
     ``PromptedCLIP`` or ``DualPromptWrapper``) into ``directory``. Returns the directory."""
@@ -85,17 +132,17 @@ def save_pretrained(adapter: Any, directory: str | os.PathLike) -> Path:
             f"{type(adapter).__name__} is not a prompt-plugins adapter (no adapter_config/adapter_state_dict)")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config = dict(adapter.adapter_config())
-    data = serialize_tensors(adapter.adapter_state_dict(), {"format": "pt", "method": str(config.get("method"))})
-    config["format_version"] = FORMAT_VERSION
-    config["weights_sha256"] = hashlib.sha256(data).hexdigest()
-    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    config = adapter.adapter_config()
+    config = config if isinstance(config, AdapterConfig) else AdapterConfig.from_dict(config, where="adapter_config()")
+    data = serialize_tensors(adapter.adapter_state_dict(), {"format": "pt", "method": config.method})
+    config = config.replace(format_version=FORMAT_VERSION, weights_sha256=hashlib.sha256(data).hexdigest())
+    text = json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n"
     atomic_write_bytes(directory / WEIGHTS_NAME, data)
     atomic_write_bytes(directory / CONFIG_NAME, text.encode())
     return directory
 
 
-def read_adapter(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Tensor]]:
+def read_adapter(directory: str | os.PathLike) -> tuple[AdapterConfig, dict[str, Tensor]]:
     """Read and validate config + tensors, without building anything."""
     directory = Path(directory)
     if not directory.is_dir():
@@ -118,18 +165,21 @@ def read_adapter(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[str
         raise CheckpointError(
             f"{config_path} has format_version {version}, newer than this prompt-plugins understands "
             f"({FORMAT_VERSION}); upgrade prompt-plugins to load it")
-    unknown = sorted(set(config) - KNOWN_CONFIG_KEYS)
+    known = set(AdapterConfig.field_names())
+    unknown = sorted(set(config) - known)
     if unknown:
         warnings.warn(f"{config_path.name}: ignoring unknown keys {unknown} (written by a newer version?)",
                       stacklevel=2)
-        config = {k: v for k, v in config.items() if k in KNOWN_CONFIG_KEYS}
+        config = {k: v for k, v in config.items() if k in known}
+    if not isinstance(config.get("method"), str):
+        raise ConfigError(f"{directory}: adapter_config.json has no 'method'")
     data = weights_path.read_bytes()
     expected = config.get("weights_sha256")
     if expected is not None and hashlib.sha256(data).hexdigest() != expected:
         raise CheckpointError(
             f"{weights_path.name} does not match the SHA-256 recorded in {config_path.name}: the files come "
             "from different saves (an interrupted save?) or the weights were modified")
-    return config, deserialize_tensors(data, str(weights_path))
+    return AdapterConfig.from_dict(config, where=str(config_path)), deserialize_tensors(data, str(weights_path))
 
 
 def check_backbone(saved: Mapping[str, Any] | None, current: Mapping[str, Any]) -> None:

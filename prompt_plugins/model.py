@@ -3,22 +3,38 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._version import __version__
 from .backends import Backend, resolve
+from .classes import ClassSelector, class_indices
+from .checkpoint import DEFAULT_TEMPLATE, DEFAULT_ZERO_SHOT_TEMPLATE, AdapterConfig, check_template, load_into
+from .config import Config
 from .errors import ClassNameError, ConfigError, PromptPluginsError, ShapeError
+from .inputs import check_images
 from .precision import at_least_fp32
 from .prompts.base import PromptModule, Prompts
 from .text_encoder import PromptSet, encode_tokens_multi
 from .tokenization import ClassTokens, as_tokenizer, check_classnames, tokenize_classes
 from .visual_hooks import VisualPromptHooks
 
-ClassSelector = Sequence[int] | Sequence[str] | Tensor | None
+
+@dataclass
+class PromptedOptions(Config):
+    """Options of ``PromptedCLIP`` itself, shared by every method: the text after the context slots,
+    the zero-shot template of ``disabled()``, and gradient checkpointing of the text blocks."""
+
+    template: str = DEFAULT_TEMPLATE
+    zero_shot_template: str = DEFAULT_ZERO_SHOT_TEMPLATE
+    grad_checkpointing: bool = False
+
+    def check(self) -> None:
+        check_template("template", self.template)
+        check_template("zero_shot_template", self.zero_shot_template)
 
 
 class PromptedCLIP(nn.Module):
@@ -37,13 +53,14 @@ class PromptedCLIP(nn.Module):
         prompt: PromptModule,
         *,
         tokenizer: Any = None,
-        template: str = "{}.",
-        zero_shot_template: str = "a photo of a {}.",
+        template: str = DEFAULT_TEMPLATE,
+        zero_shot_template: str = DEFAULT_ZERO_SHOT_TEMPLATE,
         method: str = "coop",
         grad_checkpointing: bool = False,
+        backend: Backend | None = None,
     ):
         super().__init__()
-        self.backend: Backend = resolve(model)
+        self.backend: Backend = resolve(model) if backend is None else backend
         self.model = model
         self.prompt = prompt
         self.method = method
@@ -85,24 +102,7 @@ class PromptedCLIP(nn.Module):
 
     def class_indices(self, classes: ClassSelector) -> Tensor | None:
         """Class names or indices -> LongTensor of indices (None: all classes)."""
-        if classes is None:
-            return None
-        if isinstance(classes, Tensor):
-            idx = classes.long().flatten().cpu()
-        else:
-            classes = list(classes)
-            if classes and all(isinstance(c, str) for c in classes):
-                lookup = {name: i for i, name in enumerate(self.tokens.classnames)}
-                missing = [c for c in classes if c not in lookup]
-                if missing:
-                    raise ClassNameError(f"unknown class names {missing}; known: {self.classnames[:10]}"
-                                         f"{' ...' if len(self.classnames) > 10 else ''}")
-                return torch.tensor([lookup[c] for c in classes], dtype=torch.long)
-            idx = torch.tensor(classes, dtype=torch.long)
-        n = len(self.tokens.classnames)
-        if idx.numel() and (idx.min() < 0 or idx.max() >= n):
-            raise ClassNameError(f"class index out of range for {n} classes: {idx.tolist()[:10]}")
-        return idx
+        return class_indices(classes, self.tokens.classnames)
 
     # ------------------------------------------------------------------ encoders
     def prompts(self) -> Prompts:
@@ -198,7 +198,8 @@ class PromptedCLIP(nn.Module):
     def encode_image(self, images: Tensor, *, prompts: Prompts | None = None, normalize: bool = True) -> Tensor:
         """(B, 3, H, W) images or (B, T, 3, H, W) videos -> (B, E) features, fp32 or wider (normalised by default)."""
         self._check_attached()
-        frames, flat = self._check_images(images)
+        frames, flat = check_images(images, self.backend.image_size)
+        flat = flat.to(self.backend.dtype)
         p = None
         if self._enabled and self._hooks is not None:
             p = self.prompt() if prompts is None else prompts
@@ -235,31 +236,6 @@ class PromptedCLIP(nn.Module):
                 "this model has fp16 weights but CPU autocast is set to bfloat16, which PyTorch cannot run "
                 "(torch.cat of fp16 tensors fails). Use torch.autocast('cpu', dtype=torch.float16), "
                 "or model.float() for bf16 autocast")
-
-    def _check_images(self, images: Tensor) -> tuple[int | None, Tensor]:
-        if not isinstance(images, Tensor):
-            raise ShapeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-        if images.dim() not in (4, 5):
-            raise ShapeError(
-                f"expected images (B, 3, H, W) or videos (B, T, 3, H, W), got shape {tuple(images.shape)}")
-        if images.shape[-3] != 3:
-            raise ShapeError(f"expected 3 colour channels at dim -3, got {images.shape[-3]} "
-                             f"(shape {tuple(images.shape)}); images are channels-first RGB")
-        size = self.backend.image_size
-        if tuple(images.shape[-2:]) != (size, size):
-            raise ShapeError(f"expected {size}x{size} images for this model, got "
-                             f"{images.shape[-2]}x{images.shape[-1]} (shape {tuple(images.shape)}); resize first")
-        if not images.is_floating_point():
-            raise ShapeError(f"images must be floating point (normalised pixels), got {images.dtype}")
-        if images.shape[0] == 0:
-            raise ShapeError("empty batch: images has B=0")
-        frames = None
-        if images.dim() == 5:
-            frames = images.shape[1]
-            if frames == 0:
-                raise ShapeError(f"videos have T=0 frames (shape {tuple(images.shape)})")
-            images = images.flatten(0, 1)
-        return frames, images.to(self.backend.dtype)
 
     # ------------------------------------------------------------------ control
     @contextmanager
@@ -298,31 +274,18 @@ class PromptedCLIP(nn.Module):
         return line
 
     # ------------------------------------------------------------------ checkpoints
-    def adapter_config(self) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "prompt": self.prompt.config(),
-            "template": self.template,
-            "zero_shot_template": self.zero_shot_template,
-            "classnames": self.classnames,
-            "backbone": self.backend.fingerprint(),
-            "package_version": __version__,
-        }
+    def adapter_config(self) -> AdapterConfig:
+        return AdapterConfig(method=self.method, prompt=self.prompt.config(), template=self.template,
+                             zero_shot_template=self.zero_shot_template, classnames=self.classnames,
+                             backbone=self.backend.fingerprint())
 
     def adapter_state_dict(self) -> dict[str, Tensor]:
         return {f"prompt.{k}": v.detach() for k, v in self.prompt.state_dict().items()}
 
     def load_adapter_state_dict(self, state: dict[str, Tensor]) -> None:
-        from .checkpoint import load_into
-
         load_into(self.prompt, state, prefix="prompt.")
         self._text_cache.clear()
 
     def extra_repr(self) -> str:
         return f"backend={self.backend.name}, method={self.method}, classes={len(self.tokens.classnames)}"
 
-
-def check_method_options(method: str, options: dict[str, Any], allowed: Sequence[str]) -> None:
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {unknown} for method {method!r}; allowed: {sorted(allowed)}")

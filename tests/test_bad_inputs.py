@@ -15,7 +15,7 @@ from prompt_plugins.errors import (
     UnsupportedModelError,
 )
 from prompt_plugins.importers import safe_load
-from prompt_plugins.losses import AttributeAnchorLoss, HardNegativeOptimizer, symmetric_info_nce
+from prompt_plugins import AttributeAnchorLoss, HardNegativeOptimizer, symmetric_info_nce
 from tiny_models import images, make_model
 
 NAMES = ["red circle", "blue square", "green triangle"]

@@ -49,8 +49,8 @@ def test_demo_runs_tiny_world_prints_table_and_plot(tmp_path, monkeypatch, capsy
 def test_demo_runners_dpc_keeps_backbone_new_classes_and_ga2_trains(tmp_path, monkeypatch):
     """DPC rows (w_n = 0): new classes use exactly the tuned backbone prompt, base classes the
     trained parallel prompt; GA2's hard prompt is the image CoOp context and its soft side trains."""
-    from prompt_plugins.commands import demo
-    from prompt_plugins.world import World, load_or_pretrain, preset
+    from prompt_plugins.demo import runners as demo
+    from prompt_plugins.demo.world import World, load_or_pretrain, preset
 
     monkeypatch.setenv("PROMPT_PLUGINS_CACHE", str(tmp_path))
     cfg = preset("tiny").with_(pretrain_steps=2)
@@ -68,7 +68,7 @@ def test_demo_runners_dpc_keeps_backbone_new_classes_and_ga2_trains(tmp_path, mo
             assert not torch.allclose(wrapper.encode_text(world.base), backbone.encode_text(world.base))
     ga2 = ctx.artifacts["ga2/video"]
     assert torch.equal(ga2.prompt.hard, ctx.artifacts["coop/image"].prompt.ctx.detach())
-    fresh = demo._seeded(1, lambda: pp.wrap(model, world.classnames, method="ga2", hard_prompt=ga2.prompt.hard,
+    fresh = demo.seeded(1, lambda: pp.wrap(model, world.classnames, method="ga2", hard_prompt=ga2.prompt.hard,
                                             n_visual_ctx=0))
     assert not torch.equal(fresh.prompt.proj.weight, ga2.prompt.proj.weight)  # trained
 

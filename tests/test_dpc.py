@@ -13,11 +13,12 @@ import torch.nn.functional as F
 import prompt_plugins as pp
 from prompt_plugins.base_new import harmonic_mean, split_base_new
 from prompt_plugins.importers import get_importer
-from prompt_plugins.importers.dpc import convert_coop, convert_dpc
-from prompt_plugins.losses import HardNegativeOptimizer, symmetric_info_nce, symmetric_info_nce_from_logits
+from prompt_plugins.losses import symmetric_info_nce, symmetric_info_nce_from_logits
+from prompt_plugins.methods.dpc import HardNegativeOptimizer
 from tiny_models import hard_negative_steps, images, make_model
 
 ROOT = Path(__file__).resolve().parents[1]
+convert_coop, convert_dpc = get_importer("coop").convert, get_importer("dpc").convert
 NAMES = ["red circle", "blue square", "green triangle", "yellow star", "purple ring", "orange cube", "white cone"]
 BASE = NAMES[:4]
 

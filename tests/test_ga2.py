@@ -7,9 +7,8 @@ import torch.nn.functional as F
 
 import prompt_plugins as pp
 from prompt_plugins.errors import ConfigError
-from prompt_plugins.ga2 import harmonic_mean
-from prompt_plugins.losses import DEFAULT_ATTRIBUTE_BANK, AnchorStream, AttributeAnchorLoss
-from prompt_plugins.prompts.coupler import HardSoftCoupler
+from prompt_plugins.base_new import harmonic_mean
+from prompt_plugins.methods.ga2 import DEFAULT_ATTRIBUTE_BANK, AnchorStream, AttributeAnchorLoss, HardSoftCoupler
 from prompt_plugins.prompts.soft import SoftPrompt
 from tiny_models import IMAGE_SIZE, images, make_model
 

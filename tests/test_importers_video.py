@@ -13,7 +13,7 @@ import prompt_plugins as pp
 from prompt_plugins.cli import main
 from prompt_plugins.errors import CheckpointError, UnsafeCheckpointError
 from prompt_plugins.importers import detect_format, safe_load
-from prompt_plugins.importers._video import read_tensors_only
+from prompt_plugins.importers.reader import read_tensors_only
 from tiny_models import images, make_model
 
 W, N_CTX, N_CLS, LAYERS = 64, 4, 3, 3  # tiny OpenAI CLIP: width 64, 3 layers

@@ -5,8 +5,8 @@ import torch
 
 pytest.importorskip("clip")
 from prompt_plugins.errors import ConfigError  # noqa: E402
-from prompt_plugins.world import World, downstream_split, load_or_pretrain, preset, pretrain_batch  # noqa: E402
-from prompt_plugins.world.data import render_labels  # noqa: E402
+from prompt_plugins.demo.world import World, downstream_split, load_or_pretrain, preset, pretrain_batch  # noqa: E402
+from prompt_plugins.demo.world.data import render_labels  # noqa: E402
 
 TINY = preset("tiny")
 
@@ -76,7 +76,7 @@ def test_pretraining_is_cached_deterministic_and_keeps_logit_scale(tmp_path, mon
 def test_caption_encoder_cut_at_eot_equals_clip_encode_text():
     import clip
 
-    from prompt_plugins.world.pretrain import build_clip, encode_captions
+    from prompt_plugins.demo.world.pretrain import build_clip, encode_captions
 
     cfg = preset("tiny")
     torch.manual_seed(0)

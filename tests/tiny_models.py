@@ -93,7 +93,7 @@ def hard_negative_steps(wrapper, dataset, x: torch.Tensor, y: torch.Tensor, *, l
                         top_k: int = 2):
     """A few plain-SGD steps of DPC's hard-negative objective on ``wrapper.trainable_parameters()``
     for the anchors ``x`` / ``y``. -> (objective, last loss)."""
-    from prompt_plugins.losses import HardNegativeOptimizer
+    from prompt_plugins import HardNegativeOptimizer
 
     objective = HardNegativeOptimizer(wrapper, dataset, top_k=top_k)
     opt = torch.optim.SGD(wrapper.trainable_parameters(), lr=lr)

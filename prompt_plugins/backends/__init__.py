@@ -8,28 +8,21 @@ from torch import nn
 
 from ..errors import UnsupportedModelError
 from .base import Backend, BlockParts, Tokenizer
+from .hf_clip import HFClipBackend
+from .open_clip import OpenClipBackend
 from .openai_clip import OpenAIClipBackend
 
 __all__ = ["Backend", "BlockParts", "Tokenizer", "resolve", "register_backend", "BACKENDS"]
 
-#: tried in order; the first whose ``matches`` is true wins
-BACKENDS: list[type[Backend]] = [OpenAIClipBackend]
+#: tried in order; the first whose ``matches`` is true wins. The backend modules import nothing from
+#: their library at import time (duck typing), so all are registered here, once.
+BACKENDS: list[type[Backend]] = [OpenAIClipBackend, OpenClipBackend, HFClipBackend]
 
 
 def register_backend(cls: type[Backend]) -> type[Backend]:
     """Add a backend class (usable as a decorator). Later registrations are tried first."""
     BACKENDS.insert(0, cls)
     return cls
-
-
-def _register_optional() -> None:
-    # Defined in their own modules; they import nothing from their library at import time.
-    from .hf_clip import HFClipBackend
-    from .open_clip import OpenClipBackend
-
-    for cls in (OpenClipBackend, HFClipBackend):
-        if cls not in BACKENDS:
-            BACKENDS.append(cls)
 
 
 def resolve(model: Any) -> Backend:
@@ -45,10 +38,6 @@ def resolve(model: Any) -> Backend:
         raise UnsupportedModelError(
             f"expected a CLIP model (an nn.Module from clip, open_clip or transformers), got {type(model).__name__}"
         )
-    try:
-        _register_optional()
-    except ImportError:  # pragma: no cover - optional backends are plain modules
-        pass
     for cls in BACKENDS:
         if cls.matches(model):
             return cls(model)

@@ -169,3 +169,48 @@ class Backend:
             if key in kwargs:
                 return kwargs[key], lambda x, key=key: (args, {**kwargs, key: x})
         raise UnsupportedModelError("could not find the hidden states among a transformer block's arguments")
+
+
+class ResidualCLIP:
+    """What OpenAI CLIP and open_clip's ``CLIP`` share, answered once for both backends: a text tower of
+    ``token_embedding``, ``positional_embedding`` and ``ResidualAttentionBlock``s with ``nn.MultiheadAttention``
+    (open_clip's built-in ``TextTransformer``), a ViT ``model.visual`` with ``ln_pre`` and
+    ``transformer.resblocks``, ``encode_image`` and ``logit_scale``. A backend sets ``_text`` (the module
+    holding the text tower) and ``_blocks`` (its blocks) and says in ``check_visual_prompts`` what it refuses."""
+
+    model: nn.Module
+    _text: nn.Module
+    _blocks: list[nn.Module]
+    dtype: torch.dtype
+
+    def check_visual_prompts(self) -> None:  # pragma: no cover - each backend's own
+        raise NotImplementedError
+
+    def embed_tokens(self, ids: Tensor) -> Tensor:
+        return self._text.token_embedding(ids).to(self.dtype)
+
+    @property
+    def positional_embedding(self) -> Tensor:
+        return self._text.positional_embedding
+
+    def text_block(self, i: int) -> BlockParts:
+        b = self._blocks[i]
+        return BlockParts(
+            ln_1=b.ln_1, qkv=mha_qkv(b.attn), out=linear_out(b.attn.out_proj), ln_2=b.ln_2, mlp=b.mlp,
+            n_heads=b.attn.num_heads, ls_1=getattr(b, "ls_1", _identity), ls_2=getattr(b, "ls_2", _identity),
+        )
+
+    def vision_entry(self) -> nn.Module:
+        self.check_visual_prompts()
+        return self.model.visual.ln_pre
+
+    def vision_blocks(self) -> list[nn.Module]:
+        self.check_visual_prompts()
+        return list(self.model.visual.transformer.resblocks)
+
+    def encode_image(self, images: Tensor) -> Tensor:
+        return self.model.encode_image(images)
+
+    @property
+    def logit_scale(self) -> Tensor:
+        return self.model.logit_scale

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UnsupportedModelError
-from .base import Backend, BlockParts, Tokenizer, linear_out, mha_qkv
+from .base import Backend, ResidualCLIP, Tokenizer
 from .openai_clip import bpe_tokenizer
 
 
@@ -20,7 +20,7 @@ def _text_tower(model: nn.Module) -> nn.Module:
     return model if hasattr(model, "token_embedding") else getattr(model, "text", model)
 
 
-class OpenClipBackend(Backend):
+class OpenClipBackend(ResidualCLIP, Backend):
     name = "open_clip"
     library = "open_clip"
 
@@ -75,20 +75,6 @@ class OpenClipBackend(Backend):
 
         return bpe_tokenizer(SimpleTokenizer())
 
-    def embed_tokens(self, ids: Tensor) -> Tensor:
-        return self._text.token_embedding(ids).to(self.dtype)
-
-    @property
-    def positional_embedding(self) -> Tensor:
-        return self._text.positional_embedding
-
-    def text_block(self, i: int) -> BlockParts:
-        b = self._blocks[i]
-        return BlockParts(
-            ln_1=b.ln_1, qkv=mha_qkv(b.attn), out=linear_out(b.attn.out_proj), ln_2=b.ln_2, mlp=b.mlp,
-            n_heads=b.attn.num_heads, ls_1=b.ls_1, ls_2=b.ls_2,
-        )
-
     def text_head(self, pooled: Tensor) -> Tensor:
         x = self._text.ln_final(pooled)
         proj = self._text.text_projection
@@ -108,18 +94,3 @@ class OpenClipBackend(Backend):
                 f"{'an attentional pooler' if getattr(visual, 'attn_pool', None) is not None else repr(visual.pool_type)}, "
                 "which would pool the prompt tokens too"
             )
-
-    def vision_entry(self) -> nn.Module:
-        self.check_visual_prompts()
-        return self.model.visual.ln_pre
-
-    def vision_blocks(self) -> list[nn.Module]:
-        self.check_visual_prompts()
-        return list(self.model.visual.transformer.resblocks)
-
-    def encode_image(self, images: Tensor) -> Tensor:
-        return self.model.encode_image(images)
-
-    @property
-    def logit_scale(self) -> Tensor:
-        return self.model.logit_scale

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UnsupportedModelError
-from .base import Backend, BlockParts, Tokenizer, linear_out, mha_qkv
+from .base import Backend, ResidualCLIP, Tokenizer
 
 
 @lru_cache(maxsize=1)
@@ -50,7 +50,7 @@ def bpe_tokenizer(simple_tokenizer: Any) -> Tokenizer:
     return Tokenizer(encode=simple_tokenizer.encode, sos_id=sos, eot_id=eot, pad_id=0)
 
 
-class OpenAIClipBackend(Backend):
+class OpenAIClipBackend(ResidualCLIP, Backend):
     name = "openai"
     library = "clip (OpenAI)"
     vision_layout = "LND"
@@ -67,6 +67,7 @@ class OpenAIClipBackend(Backend):
 
     def __init__(self, model: nn.Module):
         super().__init__(model)
+        self._text = model
         self._blocks = list(model.transformer.resblocks)
         self.text_width = model.ln_final.weight.shape[0]
         self.text_layers = len(self._blocks)
@@ -89,20 +90,6 @@ class OpenAIClipBackend(Backend):
     def default_tokenizer(self) -> Tokenizer:
         return bpe_tokenizer(_openai_simple_tokenizer())
 
-    def embed_tokens(self, ids: Tensor) -> Tensor:
-        return self.model.token_embedding(ids).type(self.dtype)
-
-    @property
-    def positional_embedding(self) -> Tensor:
-        return self.model.positional_embedding
-
-    def text_block(self, i: int) -> BlockParts:
-        block = self._blocks[i]
-        return BlockParts(
-            ln_1=block.ln_1, qkv=mha_qkv(block.attn), out=linear_out(block.attn.out_proj),
-            ln_2=block.ln_2, mlp=block.mlp, n_heads=block.attn.num_heads,
-        )
-
     def text_head(self, pooled: Tensor) -> Tensor:
         return self.model.ln_final(pooled).type(self.dtype) @ self.model.text_projection
 
@@ -114,18 +101,3 @@ class OpenAIClipBackend(Backend):
                 f"{type(self.model.visual).__name__} (ResNet) visual tower. Use text prompts only "
                 f"(n_visual_ctx=0) or a ViT model."
             )
-
-    def vision_entry(self) -> nn.Module:
-        self.check_visual_prompts()
-        return self.model.visual.ln_pre
-
-    def vision_blocks(self) -> list[nn.Module]:
-        self.check_visual_prompts()
-        return list(self.model.visual.transformer.resblocks)
-
-    def encode_image(self, images: Tensor) -> Tensor:
-        return self.model.encode_image(images)
-
-    @property
-    def logit_scale(self) -> Tensor:
-        return self.model.logit_scale

@@ -19,10 +19,8 @@ def _parse_value(text: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..importers import detect_format, get_importer
+    from ..importers import convert
 
-    fmt = args.format or detect_format(args.src)
-    importer = get_importer(fmt)
     options: dict[str, Any] = {}
     for item in args.option or []:
         key, sep, value = item.partition("=")
@@ -37,9 +35,10 @@ def run(args: argparse.Namespace) -> int:
         options["classnames"] = read_classnames(args.classnames)
     if args.allow_unsafe:
         options["allow_unsafe"] = True
-    out = Path(importer.convert(Path(args.src), Path(args.out_dir), **options))
+    out = Path(convert(Path(args.src), Path(args.out_dir), args.format, **options))
     config = json.loads((out / CONFIG_NAME).read_text())
     report = config.get("imported_from") or {}
+    fmt = args.format or report.get("format") or config.get("method")
     print(f"converted {args.src} ({fmt}) -> {out}")
     for key in ("dropped", "unexpected", "missing"):
         if report.get(key):
@@ -50,9 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: Any) -> None:
-    from ..importers import IMPORTERS, _load_all
-
-    _load_all()
+    from ..importers import IMPORTERS
     parser = subparsers.add_parser(
         "convert", help="convert a released checkpoint into an adapter directory",
         description="Convert a checkpoint released by another code base (see --format) into an adapter directory "

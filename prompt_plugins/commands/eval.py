@@ -19,7 +19,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 @torch.no_grad()
 def _accuracy(prompted, x, y, classes: list[int]) -> float:
-    from ._loop import accuracy, eval_mode
+    from ..base_new import accuracy
+    from ..training import eval_mode
 
     if not classes:
         return float("nan")
@@ -33,24 +34,24 @@ def _accuracy(prompted, x, y, classes: list[int]) -> float:
 
 
 def main(args: argparse.Namespace) -> int:
-    import prompt_plugins as pp
-
+    from ..backends import resolve
+    from ..base_new import harmonic_mean
+    from ..registry import from_pretrained, wrap
     from ._backbone import load_backbone
     from ._data import load_folder, read_classnames
-    from ._loop import harmonic_mean
 
     names = read_classnames(args.classnames) if args.classnames else None
     model = load_backbone(args.backbone)
-    backend = pp.resolve(model)
+    backend = resolve(model)
     data = load_folder(args.data, backend.image_size, classnames=names, frames=args.frames,
                        progress=not args.quiet)
     base, new = split_classes(len(data.classnames), args.n_base)
     if args.adapter:
-        prompted = pp.from_pretrained(model, args.adapter, classnames=data.classnames)
+        prompted = from_pretrained(model, args.adapter, classnames=data.classnames)
         label = f"adapter {args.adapter}"
         b, n = _accuracy(prompted, data.x, data.y, base), _accuracy(prompted, data.x, data.y, new)
     else:
-        prompted = pp.wrap(model, data.classnames, method="coop", n_ctx=1)
+        prompted = wrap(model, data.classnames, method="coop", n_ctx=1)
         label = "zero-shot"
         with prompted.disabled():
             b, n = _accuracy(prompted, data.x, data.y, base), _accuracy(prompted, data.x, data.y, new)

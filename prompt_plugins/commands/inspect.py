@@ -16,7 +16,7 @@ def main(args: argparse.Namespace) -> int:
     from ..checkpoint import read_adapter
 
     config, tensors = read_adapter(args.adapter)
-    shown = dict(config)
+    shown = config.to_dict()
     names = shown.get("classnames")
     if isinstance(names, list) and len(names) > 10:
         shown["classnames"] = names[:10] + [f"... ({len(names)} in all)"]

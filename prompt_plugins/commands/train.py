@@ -27,15 +27,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import prompt_plugins as pp
-
+    from ..backends import resolve
+    from ..checkpoint import save_pretrained
+    from ..model import PromptedCLIP
+    from ..registry import wrap
+    from ..training import FeatureModel, encode_images, fit
     from ._backbone import load_backbone
     from ._data import load_folder, read_classnames
-    from ._loop import FeatureModel, encode_images, fit
 
     names = read_classnames(args.classnames) if args.classnames else None
     model = load_backbone(args.backbone)
-    backend = pp.resolve(model)
+    backend = resolve(model)
     data = load_folder(args.data, backend.image_size, classnames=names, frames=args.frames, shots=args.shots,
                        seed=args.seed, progress=not args.quiet)
     base, new = split_classes(len(data.classnames), args.n_base)
@@ -44,13 +46,13 @@ def main(args: argparse.Namespace) -> int:
     options = {k: v for k, v in (("n_ctx", args.n_ctx), ("ctx_init", args.ctx_init)) if v is not None}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
-        prompted = pp.wrap(model, data.classnames, method=args.method, **options)
+        prompted = wrap(model, data.classnames, method=args.method, **options)
     if not hasattr(prompted, "trainable_parameters"):
         raise ConfigError(f"method {args.method!r} built a {type(prompted).__name__} without trainable_parameters()")
     print(f"{len(data.classnames)} classes ({len(base)} base, {len(new)} new); training on {len(y)} base items "
           f"with {args.method}; trainable parameters: {sum(p.numel() for p in prompted.trainable_parameters()):,}")
     base_idx = torch.tensor(base)
-    if isinstance(prompted, pp.PromptedCLIP) and prompted.prompt().visual is None:
+    if isinstance(prompted, PromptedCLIP) and prompted.prompt().visual is None:
         feats = encode_images(prompted, x)
         head = FeatureModel(prompted, backend.logit_scale.exp().item())
 
@@ -61,6 +63,6 @@ def main(args: argparse.Namespace) -> int:
             return prompted(x[idx])[:, base_idx]
     loss = fit(logits_fn, prompted.trainable_parameters(), y, steps=args.steps, lr=args.lr, batch=args.batch,
                seed=args.seed, desc="training prompts", progress=not args.quiet)
-    out = pp.save_pretrained(prompted, args.out)
+    out = save_pretrained(prompted, args.out)
     print(f"final loss {loss:.4f}; saved adapter to {out}")
     return 0

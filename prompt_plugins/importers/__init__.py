@@ -1,99 +1,125 @@
 """Importers for checkpoints released by other code bases (CoOp, DPC, ViFi-CLIP, GA2-CLIP).
 
-Each importer module registers itself with ``register_importer``: a name, a ``detect(path)``
-predicate used when ``--format`` is omitted, and ``convert(path, out_dir, **options)`` that
-writes an adapter directory ``from_pretrained`` loads. Files are read with
-``torch.load(weights_only=True)`` (see ``safe_load``); a pickle that needs arbitrary code is
-refused unless the caller opts in.
+An importer is a pure key remap ``remap(obj, options, source, **files) -> (AdapterConfig, tensors)`` over the
+object read from a checkpoint file, plus ``matches(obj)`` for format detection; it lives with its method
+(``methods/<name>/importer.py``) and registers itself. This module holds the registry and the one
+``convert`` that locates and reads the files (``reader.read_checkpoint``: tensors only, no code runs),
+remaps and writes an adapter directory that ``from_pretrained`` loads.
 """
 from __future__ import annotations
 
-import importlib
 import os
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
-import torch
+from torch import Tensor
 
+from ..checkpoint import AdapterConfig, RawAdapter, save_pretrained
+from ..config import Config, split_options
 from ..errors import CheckpointError, ConfigError, UnsafeCheckpointError
+from .reader import read_checkpoint, read_tensors_only, safe_load
+
+__all__ = ["Importer", "IMPORTERS", "register_importer", "get_importer", "detect_format", "convert", "safe_load",
+           "read_checkpoint", "read_tensors_only"]
+
+
+def _same_path(path: Path, epoch: int | None = None) -> Path:
+    return path
 
 
 @dataclass(frozen=True)
 class Importer:
+    """name: the ``--format``; matches(obj): does the read object look like this format; remap: see the
+    module docstring; options: the typed config of its keyword options; files: options that name further
+    checkpoint files (read like the main one before ``remap``) -> the option giving their epoch; locate(path,
+    epoch): a run directory -> its checkpoint file; detectable: tried by ``detect_format``."""
+
     name: str
-    detect: Callable[[Path], bool]
-    convert: Callable[..., Path]
+    matches: Callable[[Any], bool]
+    remap: Callable[..., tuple[AdapterConfig, dict[str, Tensor]]]
+    options: type[Config]
+    files: Mapping[str, str | None] = field(default_factory=dict)
+    locate: Callable[[Path, int | None], Path] = _same_path
+    detectable: bool = True
     doc: str = ""
+
+    def detect(self, path: str | os.PathLike) -> bool:
+        """True when ``path`` (a file, or a run directory for CoOp-style runs) reads as this format."""
+        try:
+            return self.detectable and bool(self.matches(read_checkpoint(self.locate(Path(path), None))))
+        except (CheckpointError, ConfigError):
+            return False
+
+    def convert(self, src: str | os.PathLike, out_dir: str | os.PathLike, **options: Any) -> Path:
+        """``convert(src, out_dir, format=self.name, **options)``."""
+        return convert(src, out_dir, format=self.name, **options)
 
 
 IMPORTERS: dict[str, Importer] = {}
-#: modules that register importers; imported lazily by ``get_importer`` / ``detect_format``
-IMPORTER_MODULES: list[str] = []
-IMPORTER_MODULES.append("prompt_plugins.importers.dpc")  # CoOp and CoOp+DPC checkpoints
-IMPORTER_MODULES += ["prompt_plugins.importers.vificlip", "prompt_plugins.importers.ga2"]
 
 
-class RawAdapter:
-    """A config + tensors pair that ``save_pretrained`` can write (what an importer produces)."""
-
-    def __init__(self, config: dict[str, Any], state: dict[str, "torch.Tensor"]):
-        self._config, self._state = config, state
-
-    def adapter_config(self) -> dict[str, Any]:
-        return self._config
-
-    def adapter_state_dict(self) -> dict[str, "torch.Tensor"]:
-        return self._state
-
-
-def register_importer(name: str, detect: Callable[[Path], bool], convert: Callable[..., Path], doc: str = "") -> None:
-    IMPORTERS[name] = Importer(name, detect, convert, doc)
-
-
-def _load_all() -> None:
-    for module in IMPORTER_MODULES:
-        importlib.import_module(module)
+def register_importer(importer: Importer) -> Importer:
+    IMPORTERS[importer.name] = importer
+    return importer
 
 
 def get_importer(name: str) -> Importer:
-    _load_all()
     if name not in IMPORTERS:
         raise ConfigError(f"unknown checkpoint format {name!r}; known: {sorted(IMPORTERS)}")
     return IMPORTERS[name]
 
 
-def detect_format(path: str | os.PathLike) -> str:
-    _load_all()
-    path = Path(path)
-    found = [name for name, imp in IMPORTERS.items() if imp.detect(path)]
+def _detect(path: Path, allow_unsafe: bool = False) -> tuple[Importer, Path, Any]:
+    """The one detectable importer whose ``matches`` accepts ``path``; each located file is read once.
+    A file the reader refuses (it needs code to load) is reported as such, not as an unknown format."""
+    read: dict[Path, Any] = {}
+    found = []
+    for importer in IMPORTERS.values():
+        if not importer.detectable:
+            continue
+        try:
+            file = importer.locate(path, None)
+        except CheckpointError:
+            continue
+        if file not in read:
+            try:
+                read[file] = read_checkpoint(file, allow_unsafe=allow_unsafe)
+            except UnsafeCheckpointError:
+                raise
+            except CheckpointError:
+                read[file] = None
+        if read[file] is not None and importer.matches(read[file]):
+            found.append((importer, file))
     if len(found) != 1:
-        what = "no known format" if not found else f"several formats {found}"
+        what = "no known format" if not found else f"several formats {[i.name for i, _ in found]}"
         raise CheckpointError(f"{path}: {what} matched; pass --format {{{','.join(sorted(IMPORTERS))}}}")
-    return found[0]
+    importer, file = found[0]
+    return importer, file, read[file]
 
 
-def safe_load(path: str | os.PathLike, *, allow_unsafe: bool = False) -> Any:
-    """``torch.load`` with ``weights_only=True``; a file that needs arbitrary code raises
-    ``UnsafeCheckpointError`` unless ``allow_unsafe=True`` (then it loads with a warning)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file {str(path)!r} does not exist")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint file {str(path)!r} is empty (0 bytes)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle.UnpicklingError and friends
-        message = str(exc)
-        if "weights_only" not in message and "Unsupported global" not in message:
-            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: "
-                                  f"{message.splitlines()[0] if message else ''})") from None
-        if not allow_unsafe:
-            first = next((line for line in message.splitlines() if "Unsupported global" in line), "")
-            raise UnsafeCheckpointError(
-                f"{path} is a pickle that needs arbitrary code to load ({first.strip() or 'non-tensor objects'}). "
-                "Refusing: only load it if you trust its source, with allow_unsafe=True "
-                "(CLI: --allow-unsafe)") from None
-    warnings.warn(f"loading {path} with weights_only=False: this runs code stored in the file", stacklevel=2)
-    return torch.load(path, map_location="cpu", weights_only=False)
+def detect_format(path: str | os.PathLike) -> str:
+    """The name of the format of ``path`` (see ``_detect``)."""
+    return _detect(Path(path))[0].name
+
+
+def convert(src: str | os.PathLike, out_dir: str | os.PathLike, format: str | None = None, *,
+            allow_unsafe: bool = False, **options: Any) -> Path:
+    """Convert the checkpoint ``src`` (detected format unless ``format``) into an adapter directory."""
+    path = Path(src)
+    importer, file, obj = _detect(path, allow_unsafe) if format is None else (get_importer(format), None, None)
+    (given,) = split_options("format", importer.name, options, (importer.options,))
+    opts = importer.options(**given)
+    if file is None:
+        file = importer.locate(path, getattr(opts, "epoch", None))
+        obj = read_checkpoint(file, allow_unsafe=allow_unsafe)
+    files = {}
+    for name, epoch_option in importer.files.items():
+        value = getattr(opts, name)
+        if isinstance(value, (str, os.PathLike)):
+            epoch = getattr(opts, epoch_option) if epoch_option else None
+            value = read_checkpoint(importer.locate(Path(value), epoch), allow_unsafe=allow_unsafe)
+        files[name] = value
+    config, tensors = importer.remap(obj, opts, file, **files)
+    report = {"source": str(file), "format": importer.name, **(config.imported_from or {})}
+    return save_pretrained(RawAdapter(config.replace(imported_from=report), tensors), out_dir)

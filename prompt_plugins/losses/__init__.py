@@ -1,13 +1,10 @@
-"""Training objectives that plug into any loop: plain modules over features, logits or a prompted model."""
-from .attribute_anchor import DEFAULT_ATTRIBUTE_BANK, AnchorStream, AttributeAnchorLoss
-from .hard_negative import (
-    HardNegativeBatch,
-    HardNegativeOptimizer,
-    build_class_index,
-    gather_rows,
-    symmetric_info_nce,
-    symmetric_info_nce_from_logits,
-)
+"""Pieces every training objective can share: the symmetric InfoNCE and the DDP row gathering.
 
-__all__ = ["HardNegativeOptimizer", "HardNegativeBatch", "symmetric_info_nce", "symmetric_info_nce_from_logits",
-           "build_class_index", "gather_rows", "AttributeAnchorLoss", "AnchorStream", "DEFAULT_ATTRIBUTE_BANK"]
+The methods' own losses live with their method: ``HardNegativeOptimizer`` in ``methods/dpc``,
+``AttributeAnchorLoss`` in ``methods/ga2`` (both also as ``prompt_plugins.HardNegativeOptimizer`` etc.).
+"""
+from .contrastive import symmetric_info_nce, symmetric_info_nce_from_logits
+from .distributed import dist_ready, gather_rows, rank_sizes, unwrap_parallel
+
+__all__ = ["symmetric_info_nce", "symmetric_info_nce_from_logits", "gather_rows", "rank_sizes", "dist_ready",
+           "unwrap_parallel"]

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Mapping
 
 from torch import Tensor, nn
 
+from ..config import Config
 from ..errors import ConfigError
 
 
@@ -38,10 +39,12 @@ PROMPT_TYPES: dict[str, type["PromptModule"]] = {}
 
 
 class PromptModule(nn.Module):
-    """Base of prompt modules: ``forward() -> Prompts``; ``config()`` is JSON-serialisable and
-    ``from_config(backend, tokenizer, config)`` rebuilds an (untrained) module of the same shape."""
+    """Base of prompt modules: ``forward() -> Prompts``; ``options()`` returns its typed config (a
+    ``config_class``), ``config()`` the JSON section ``{"type": ..., **options}`` saved with an adapter, and
+    ``from_config(backend, tokenizer, options, n_classes)`` rebuilds an (untrained) module of the same shape."""
 
     type_name: ClassVar[str] = ""
+    config_class: ClassVar[type[Config]]
     #: number of context slots the text template reserves
     n_ctx: int
     #: True when ``text`` is (C, n_ctx, Dt): the prompt depends on the class list
@@ -55,12 +58,21 @@ class PromptModule(nn.Module):
     def forward(self) -> Prompts:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def config(self) -> dict[str, Any]:  # pragma: no cover - abstract
+    def options(self) -> Config:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def config(self) -> dict[str, Any]:
+        """The ``"prompt"`` section of an adapter config."""
+        return self.section(self.options())
+
     @classmethod
-    def from_config(cls, backend, tokenizer, config: dict[str, Any], n_classes: int) -> "PromptModule":
+    def from_config(cls, backend, tokenizer, config: Config, n_classes: int) -> "PromptModule":
         raise NotImplementedError  # pragma: no cover
+
+    @classmethod
+    def section(cls, config: Config) -> dict[str, Any]:
+        """The ``"prompt"`` section of an adapter config for a module of this type with ``config``."""
+        return {"type": cls.type_name, **config.to_dict()}
 
     @property
     def ctx_words(self) -> str | None:
@@ -73,3 +85,13 @@ def prompt_type(name: str) -> type[PromptModule]:
         return PROMPT_TYPES[name]
     except KeyError:
         raise ConfigError(f"unknown prompt type {name!r}; known: {sorted(PROMPT_TYPES)}") from None
+
+
+def prompt_from_dict(backend, tokenizer, data: Mapping[str, Any], n_classes: int,
+                     where: str = "adapter_config.json 'prompt'") -> PromptModule:
+    """Rebuild an (untrained) prompt module from the ``"prompt"`` section of an adapter config."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a JSON object, got {type(data).__name__}")
+    cls = prompt_type(data.get("type", "soft"))
+    config = cls.config_class.from_dict({k: v for k, v in data.items() if k != "type"}, where=where)
+    return cls.from_config(backend, tokenizer, config, n_classes)

@@ -26,8 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError, ShapeError, check_finite
-from ..precision import at_least_fp32
+from ...errors import ConfigError, ShapeError, check_finite
+from ...precision import at_least_fp32
+from ...text_encoder import encode_tokens
+from ...tokenization import tokenize_classes
 
 MODES = ("anchor_kl", "parity", "else_class")
 BANK_SIDES = ("frozen", "prompted")
@@ -155,9 +157,6 @@ class AttributeAnchorLoss(nn.Module):
         """(K, E) frozen-CLIP text features of the bank (cached per model; no gradient)."""
         key, dtype = prompted.backend.model, prompted.backend.dtype
         if key not in self._frozen_bank or self._frozen_bank[key][0] != dtype:
-            from ..text_encoder import encode_tokens
-            from ..tokenization import tokenize_classes
-
             tokens = tokenize_classes(prompted.tokenizer, self.bank, context_length=prompted.backend.context_length,
                                       template=self.frozen_template)
             with torch.no_grad():
@@ -167,9 +166,6 @@ class AttributeAnchorLoss(nn.Module):
 
     def prompted_bank_features(self, prompted) -> Tensor:
         """(K, E) bank features through the learned text context: ``[ctx] {attribute}`` + the model's template."""
-        from ..text_encoder import encode_tokens
-        from ..tokenization import tokenize_classes
-
         tokens = tokenize_classes(prompted.tokenizer, self.bank, context_length=prompted.backend.context_length,
                                   n_ctx=prompted.prompt.n_ctx, ctx_words=prompted.prompt.ctx_words,
                                   template=prompted.template)

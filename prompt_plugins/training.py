@@ -1,4 +1,5 @@
-"""Small training / evaluation helpers shared by ``demo`` and ``train``/``eval``."""
+"""Small training / evaluation helpers shared by the demo and the ``train``/``eval`` commands: a head over
+precomputed features, a seeded mini-batch loop, evaluation mode and batched feature extraction."""
 from __future__ import annotations
 
 import time
@@ -9,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..base_new import harmonic_mean  # noqa: F401  (used by demo/eval)
 
 
 class FeatureModel(nn.Module):
@@ -93,11 +93,6 @@ def fit_loss(loss_fn: Callable[[Tensor], Tensor], params: Iterable[nn.Parameter]
         sched.step()
         bar.set_postfix(loss=f"{loss.item():.3f}")
     return float(loss.item())
-
-
-def accuracy(logits: Tensor, targets: Tensor) -> float:
-    """Top-1 accuracy in percent."""
-    return 100.0 * (logits.argmax(-1).cpu() == targets.cpu()).float().mean().item()
 
 
 class Timer:

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 #: fields that change the pretrained checkpoint (the cache key); the rest only affect downstream data
 PRETRAIN_FIELDS = ("n_colours", "n_shapes", "image_size", "embed_dim", "width", "layers", "patch_size",

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import CheckpointError
+from ...errors import CheckpointError
 from .classes import World
 from .config import WorldConfig
 from .data import pretrain_batch

@@ -1,0 +1,57 @@
+"""The built-in base-to-new demo: a procedural world of coloured shapes (``world/``), a tiny CLIP pretrained on
+it, and the method runners (``runners.py``) whose table ``prompt-plugins demo`` prints (``report.py``).
+
+A fixture for showing what the methods do without downloads; the library does not depend on it. Needs numpy
+and the ``clip`` package (the ``demo`` extra); ``import prompt_plugins`` never imports it.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+from ..errors import ConfigError
+from ..training import Timer
+from .report import check_matplotlib, format_table, save_plot
+from .runners import RUNNERS, Context, build_tasks, seeded
+from .world import World, load_or_pretrain, preset
+
+Results = dict[tuple[str, str], list[tuple[float, float, float]]]
+
+
+def run_demo(*, world: str = "default", overrides: dict[str, Any] | None = None, seeds: Sequence[int] = (1,),
+             methods: Sequence[str] | None = None, video: bool = True, steps: int = 1000, lr: float = 2e-3,
+             batch: int = 32, device: str = "cpu", progress: bool = True, plot: str | None = None) -> Results:
+    """Run the selected runners for every seed, print the table (and save ``plot``); returns
+    ``{(method, task): [(base, new, seconds) per seed]}``."""
+    if plot:
+        check_matplotlib()
+    cfg = preset(world).with_(**(overrides or {}))
+    the_world = World(cfg)
+    runners = [r for r in RUNNERS if (video or r.task != "video") and (not methods or r.name in methods)]
+    if not runners:
+        raise ConfigError(f"--methods {list(methods or [])} selects nothing; known: {sorted({r.name for r in RUNNERS})}")
+    total = time.perf_counter()
+    model, cached, seconds = load_or_pretrain(cfg, progress=progress, device=device)
+    model.to(device)
+    print(f"tiny CLIP {'loaded' if cached else 'pretrained'} in {seconds:.1f} s; {the_world.n_classes} classes "
+          f"({len(the_world.base)} base / {len(the_world.new)} new, new colours unseen in tuning), "
+          f"{cfg.shots} shots per base class, {cfg.n_test} test images per class")
+    results: Results = {}
+    for seed in seeds:
+        tasks = build_tasks(cfg, the_world, model, seed, video, device,
+                            anchors=any(r.name.startswith("GA2") for r in runners))
+        ctx = Context(cfg, the_world, model, seed, tasks, steps, lr, batch, progress)
+        for runner in runners:
+            with Timer() as t:  # every runner starts from the seed (dropout masks, inits): same table cached or not
+                base, new = seeded(seed, lambda: runner.fn(ctx))
+            results.setdefault((runner.name, runner.task), []).append((base, new, t.seconds))
+    print()
+    print(format_table(results, list(seeds)))
+    print(f"\ntotal {time.perf_counter() - total:.1f} s")
+    if plot:
+        save_plot(results, plot)
+        print(f"saved {plot}")
+    return results
+
+
+__all__ = ["run_demo", "RUNNERS", "World", "preset", "load_or_pretrain"]

@@ -1,0 +1,49 @@
+"""CoOp: a ``SoftPrompt`` (context, optionally class-specific, and IVLP/MaPLe-style deep prompts in both
+towers) on a ``PromptedCLIP``. ``load_prompted`` rebuilds any saved ``PromptedCLIP`` (GA2's too)."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from torch import Tensor
+
+from ...checkpoint import AdapterConfig, check_backbone
+from ...errors import ConfigError
+from ...model import PromptedCLIP, PromptedOptions
+from ...prompts import PromptModule, SoftPrompt, SoftPromptConfig, prompt_from_dict
+from ...registry import Target
+from ...tokenization import check_classnames
+
+
+def prompted_clip(target: Target, classnames: Sequence[str], prompt: PromptModule, method: str,
+                  options: PromptedOptions) -> PromptedCLIP:
+    """A ``PromptedCLIP`` of ``prompt`` on the target's model, with its resolved backend and tokenizer."""
+    return PromptedCLIP(target.model, classnames, prompt, tokenizer=target.tokenizer, method=method,
+                        backend=target.backend, **options.to_dict())
+
+
+def build_coop(target: Target, classnames: Sequence[str], options: PromptedOptions,
+               prompt: SoftPromptConfig) -> PromptedCLIP:
+    """``wrap(model, classnames, method="coop", **options)``."""
+    names = check_classnames(classnames)
+    module = SoftPrompt.build(target.backend, target.tokenizer, prompt, n_classes=len(names))
+    return prompted_clip(target, names, module, "coop", options)
+
+
+def load_prompted(target: Target, config: AdapterConfig, state: dict[str, Tensor],
+                  classnames: Sequence[str] | None, options: dict[str, Any]) -> PromptedCLIP:
+    """Rebuild a ``PromptedCLIP`` of any prompt type from its config and load its tensors; ``options``
+    (``PromptedOptions`` fields) override the saved ones."""
+    check_backbone(config.backbone, target.backend.fingerprint())
+    names = list(classnames) if classnames is not None else config.classnames
+    if not names:
+        raise ConfigError("no class names: pass classnames=[...] (the checkpoint stores none)")
+    prompt_cfg = config.prompt or {}
+    if prompt_cfg.get("class_specific") and config.classnames and len(names) != len(config.classnames):
+        raise ConfigError(
+            f"the checkpoint has class-specific context for {len(config.classnames)} classes; "
+            f"it cannot be loaded for {len(names)} classes")
+    module = prompt_from_dict(target.backend, target.tokenizer, prompt_cfg, n_classes=len(names))
+    saved = {"template": config.template, "zero_shot_template": config.zero_shot_template}
+    prompted = prompted_clip(target, names, module, config.method, PromptedOptions(**{**saved, **options}))
+    prompted.load_adapter_state_dict(state)
+    return prompted
