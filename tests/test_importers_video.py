@@ -155,17 +155,31 @@ def test_ga2_without_hard_prompt_or_with_wrong_one_fails_clearly(ga2_files, tmp_
 
 
 class Opaque:  # any class outside the weights-only allowlist
-    def __init__(self):
-        self.note = "trained on 8 GPUs"
+    def __init__(self, note="trained on 8 GPUs"):
+        self.note = note
+
+
+class CallsOpaque(Opaque):  # unpickling it calls a constructor of the file's choice: code
+    def __reduce__(self):
+        return (Opaque, (self.note,))
+
+
+def test_pickled_objects_of_unknown_classes_are_read_as_inert_data(tmp_path):
+    state = {f"module.{k}": v for k, v in ivlp_keys("prompt_learner.ctx").items()}
+    path = tmp_path / "best.pth"
+    torch.save({"model": state, "config": Opaque(), "epoch": 1}, path)
+    config = read_tensors_only(path)["config"]  # Opaque is never imported nor called
+    assert config.pickled_class.endswith("Opaque") and config.note == "trained on 8 GPUs"
+    assert detect_format(path) == "vificlip"
 
 
 def test_unsafe_pickle_is_refused_unless_allowed(tmp_path, capsys):
     state = {f"module.{k}": v for k, v in ivlp_keys("prompt_learner.ctx").items()}
     path = tmp_path / "best.pth"
-    torch.save({"model": state, "config": Opaque(), "epoch": 1}, path)
+    torch.save({"model": state, "config": CallsOpaque(), "epoch": 1}, path)
     code = main(["convert", str(path), str(tmp_path / "out"), "--format", "vificlip"])
     err = capsys.readouterr().err
-    assert code == 2 and "needs arbitrary code" in err and "--allow-unsafe" in err
+    assert code == 2 and "needs arbitrary code" in err and "--allow-unsafe" in err and "Opaque(...)" in err
     assert not (tmp_path / "out").exists()
     with pytest.warns(UserWarning, match="weights_only=False"):
         assert main(["convert", str(path), str(tmp_path / "out"), "--format", "vificlip", "--allow-unsafe"]) == 0

@@ -29,6 +29,10 @@ def run(args: argparse.Namespace) -> int:
         options[key.replace("-", "_")] = _parse_value(value)
     if args.hard_prompt is not None:
         options["hard_prompt"] = args.hard_prompt
+    if args.backbone is not None:
+        options["backbone"] = args.backbone
+    if args.weight_base is not None:
+        options["weight_base"] = args.weight_base
     if args.classnames is not None:
         from ._data import read_classnames
 
@@ -37,9 +41,8 @@ def run(args: argparse.Namespace) -> int:
         options["allow_unsafe"] = True
     out = Path(convert(Path(args.src), Path(args.out_dir), args.format, **options))
     config = json.loads((out / CONFIG_NAME).read_text())
-    report = config.get("imported_from") or {}
-    fmt = args.format or report.get("format") or config.get("method")
-    print(f"converted {args.src} ({fmt}) -> {out}")
+    report = config["imported_from"]
+    print(f"converted {args.src} ({report['format']}) -> {out}")
     for key in ("dropped", "unexpected", "missing"):
         if report.get(key):
             print(f"  {key} keys: {', '.join(report[key])}")
@@ -59,6 +62,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--format", choices=sorted(IMPORTERS) or None,
                         help="checkpoint format (detected when omitted)")
     parser.add_argument("--hard-prompt", help="GA2-CLIP: the hard_prompt_pretrain checkpoint or a .safetensors file")
+    parser.add_argument("--backbone", help="CoOp+DPC (--format dpc): the CoOp run directory or model.pth.tar-N the "
+                                           "DPC run started from (its prompt serves the new classes)")
+    parser.add_argument("--weight-base", type=float, help="CoOp+DPC: w_b of the run (STACK.WEIGHT; default 0.2)")
     parser.add_argument("--classnames", help="text file with one class name per line, stored in the adapter")
     parser.add_argument("--allow-unsafe", action="store_true",
                         help="load pickles that need arbitrary code (only for files you trust)")

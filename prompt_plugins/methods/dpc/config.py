@@ -7,8 +7,8 @@ from typing import Any, Literal
 from ...config import Config, check_choice, check_fraction
 from ...errors import ClassNameError
 
-#: parametrisations of the parallel prompt (see ``methods/dpc/dual.py``)
-MODES = ("converse", "paper")
+#: parametrisations of the parallel prompt (see ``methods/dpc/dual.py``); the first is the default
+MODES = ("released", "converse", "paper")
 
 
 def check_weights(weight_base: Any, weight_new: Any) -> tuple[float, float]:
@@ -23,12 +23,12 @@ class DPCOptions(Config):
 
     base_classes: names or indices of the base classes (None: every class); weight_base: w_b in (0, 1]
     (paper default 0.2); weight_new: w_n in [0, 1] (0: new classes use the backbone prompt P exactly);
-    mode: the parametrisation ("converse" as released, or "paper")."""
+    mode: the parametrisation: "released" (what the released code trains), "converse" or "paper"."""
 
     base_classes: Any = None
     weight_base: float = 0.2
     weight_new: float = 0.0
-    mode: str = "converse"
+    mode: str = "released"
 
     def check(self) -> None:
         self.weight_base, self.weight_new = check_weights(self.weight_base, self.weight_new)
@@ -51,7 +51,7 @@ class DPCSection(Config):
     target); target: "prompted" (a ``PromptedCLIP``, whose config is the adapter's ``"inner"`` section) or
     "foreign" (a CoOp-style model); base_classes / base_indices: the base classes by name and position."""
 
-    mode: Literal["converse", "paper"]
+    mode: Literal["released", "converse", "paper"]
     weight_base: float
     weight_new: float
     tensors: list[str]

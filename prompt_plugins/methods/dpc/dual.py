@@ -1,19 +1,30 @@
 """The two prompts of DPC: a frozen copy P of every dualised prompt tensor and a trainable one, and how
 each route (base / new classes) combines them.
 
-Two parametrisations (``mode``), with ``delta`` the learned offset from ``P``:
+Three parametrisations (``mode``):
 
-``"converse"`` (default)
-    The stored parameter is the *mixed* prompt ``M`` (init ``M = P``). It decodes to the parallel prompt
-    ``X = (M - (1 - w_b) P) / w_b``, computed as ``P + (M - P) / w_b`` so that ``X == P`` bit for bit at
-    initialisation. Base classes use ``X``; new classes use ``w_n X + (1 - w_n) P`` (``== P`` exactly for
-    ``w_n = 0``). Because ``dL/dM = dL/dX / w_b``, plain SGD on ``M`` moves ``X`` by
-    ``-(lr / w_b**2) dL/dX``: with ``w_b = 0.2`` the effective step is 25x the learning rate.
+``"released"`` (default: what the released code effectively trains; spec dpc.md §2, the correction)
+    The released ``PromptLearner`` stores ``ctx = nn.Parameter(pretuned_ctx)``, which shares storage with the
+    "frozen" P, so its decode ``(ctx - (1 - w_b) P) / w_b`` is the identity in value while P is a constant to
+    autograd. The trained tensor is therefore the parallel prompt ``X`` itself, initialised to P: base
+    classes use ``X`` (bit for bit), its gradient is ``dL/dX / w_b``, so SGD moves ``X`` by
+    ``-(lr / w_b) dL/dX`` (5x the learning rate at ``w_b = 0.2``) and weight decay acts on ``X``. New classes
+    use ``P + w_n (X - P)`` with a fresh P (``== P`` exactly for ``w_n = 0``). Saved as ``dpc.X``; a
+    released ``prompt_learner/model.pth.tar-E`` holds exactly this ``X``.
+
+``"converse"`` (the released code read without the aliasing)
+    The stored parameter is a *mixed* prompt ``M`` (init ``M = P``) decoded with a separate, frozen P:
+    ``X = P + (M - P) / w_b`` (``X == P`` bit for bit at initialisation). Base classes use ``X``; new classes
+    ``w_n X + (1 - w_n) P``. Because ``dL/dM = dL/dX / w_b``, SGD on ``M`` moves ``X`` by
+    ``-(lr / w_b**2) dL/dX`` (25x at ``w_b = 0.2``). What it is for: loading adapters saved before
+    ``"released"`` became the default (their config says ``converse``), and reproducing the PromptKD+DPC
+    runs whose ``nn.Parameter(pre_ctx.type(dtype))`` copied P (a dtype cast breaks the aliasing, so the
+    decode was real there).
 
 ``"paper"`` (the paper's formula)
     The parameter is the parallel prompt ``P'`` itself (init ``P' = P``). Base classes use
     ``w_b P' + (1 - w_b) P``; new classes use ``w_n P' + (1 - w_n) P``. Here SGD moves the base prompt by
-    ``-(lr * w_b**2) dL/dP_base``: ``w_b**4`` times the converse step.
+    ``-(lr * w_b**2) dL/dP_base``.
 """
 from __future__ import annotations
 
@@ -61,20 +72,28 @@ class DualPrompt(nn.Module):
         diff = at_least_fp32(theta) - at_least_fp32(P)
         return diff / self.weight_base if self.mode == "converse" else diff
 
+    def _released_base(self, key: str) -> Tensor:
+        """X with its gradient scaled by 1/w_b: the value is X bit for bit."""
+        x = self.trainable[key]
+        return x.detach() + (x - x.detach()) / self.weight_base
+
     def route_tensors(self, route: Route) -> dict[str, Tensor]:
         """Prompt tensors for ``route``, keyed by the target's parameter names.
 
-        converse: base = X = P + (M - P)/w_b;   new = P + w_n (X - P)
-        paper:    base = P + w_b (P' - P);      new = P + w_n (P' - P)
+        released: base = X (gradient / w_b);     new = P + w_n (X - P)
+        converse: base = X = P + (M - P)/w_b;    new = P + w_n (X - P)
+        paper:    base = P + w_b (P' - P);       new = P + w_n (P' - P)
         """
         if route not in ("base", "new"):
             raise ConfigError(f"route={route!r} is unknown: use 'base' or 'new'")
-        w = (1.0 if self.mode == "converse" else self.weight_base) if route == "base" else self.weight_new
+        w = (1.0 if self.mode != "paper" else self.weight_base) if route == "base" else self.weight_new
         out = {}
         for name, key in zip(self.tensor_names, self._keys):
             P = self.frozen.get_buffer(key)
             if w == 0.0:
                 out[name] = P
+            elif route == "base" and self.mode == "released":
+                out[name] = self._released_base(key)
             else:
                 d = self._delta(key)
                 out[name] = (at_least_fp32(P) + (d if w == 1.0 else w * d)).to(P.dtype)
@@ -89,10 +108,11 @@ class DualPrompt(nn.Module):
 
     # ------------------------------------------------------------------ checkpoints
     def _label(self) -> str:
-        return "M" if self.mode == "converse" else "P_prime"
+        return {"released": "X", "converse": "M", "paper": "P_prime"}[self.mode]
 
     def dual_state_dict(self) -> dict[str, Tensor]:
-        """``dpc.P.<name>`` (frozen backbone prompt) and ``dpc.M.<name>`` (converse) or ``dpc.P_prime.<name>``."""
+        """``dpc.P.<name>`` (frozen backbone prompt) and the trained tensor: ``dpc.X.<name>`` (released),
+        ``dpc.M.<name>`` (converse) or ``dpc.P_prime.<name>`` (paper)."""
         label, state = self._label(), {}
         for name, key in zip(self.tensor_names, self._keys):
             state[f"dpc.P.{name}"] = self.frozen.get_buffer(key).detach()

@@ -58,7 +58,8 @@ class DualPromptWrapper(DualPrompt):
     base_classes:  names or indices of the base classes (default: every class); the others are new.
     weight_base:   w_b in (0, 1] (paper default 0.2).
     weight_new:    w_n in [0, 1] (default 0: new classes use the backbone prompt P exactly).
-    mode:          "converse" (released code) or "paper" (see ``methods/dpc/dual.py``).
+    mode:          "released" (default: what the released code trains, X with a 1/w_b gradient scale),
+                   "converse" or "paper" (see ``methods/dpc/dual.py`` for what each is and its step size).
     classnames:    for a foreign model, the names of its output columns (optional).
     prompt_names:  which parameters of the target's prompt holder are prompts (default: all of a
                    ``PromptedCLIP``'s prompt module; for a foreign model ``foreign_prompt_names``).
@@ -82,7 +83,7 @@ class DualPromptWrapper(DualPrompt):
         return super().__new__(cls)
 
     def __init__(self, target: nn.Module, base_classes: Sequence[str] | Sequence[int] | None = None,
-                 weight_base: float = 0.2, weight_new: float = 0.0, mode: str = "converse",
+                 weight_base: float = 0.2, weight_new: float = 0.0, mode: str = "released",
                  classnames: Sequence[str] | None = None, *, prompt_names: Sequence[str] | None = None):
         if not isinstance(target, nn.Module) or type(self) is DualPromptWrapper:
             raise UnsupportedModelError(f"DPC wraps an nn.Module, got {type(target).__name__}")
@@ -201,18 +202,18 @@ class DualPromptWrapper(DualPrompt):
         return AdapterConfig(method="dpc", dpc=section.to_dict(), classnames=self.classnames)
 
     def adapter_state_dict(self) -> dict[str, Tensor]:
-        """``dpc.P.<name>`` (frozen backbone prompt), ``dpc.M.<name>`` (converse) or ``dpc.P_prime.<name>``
-        (paper), and for a ``PromptedCLIP`` target ``inner.*``: its other adapter tensors."""
+        """``dpc.P.<name>`` (frozen backbone prompt), the trained tensor (``dpc.X.<name>``, ``dpc.M.<name>`` or
+        ``dpc.P_prime.<name>`` by mode), and for a ``PromptedCLIP`` target ``inner.*``: its other adapter tensors."""
         return self.dual_state_dict()
 
     def load_adapter_state_dict(self, state: dict[str, Tensor]) -> None:
-        """Load P and M (or P') strictly; the target's own prompt tensors are set to P."""
+        """Load P and the trained tensor strictly; the target's own prompt tensors are set to P."""
         self.load_dual_state_dict(state, also_into=dict(self.prompt_holder(self.target).named_parameters()))
 
     @classmethod
     def from_backbone_checkpoint(cls, model: nn.Module, directory: Any, *, base_classes: Any = None,
                                  classnames: Sequence[str] | None = None, weight_base: float = 0.2,
-                                 weight_new: float = 0.0, mode: str = "converse", **options: Any
+                                 weight_new: float = 0.0, mode: str = "released", **options: Any
                                  ) -> "DualPromptWrapper":
         """Stage 2 from a saved stage-1 adapter (``pp.save_pretrained`` of a CoOp/IVLP run)."""
         from ...registry import from_pretrained
