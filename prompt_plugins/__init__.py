@@ -24,6 +24,7 @@ from .methods.dpc import DualPromptWrapper, HardNegativeOptimizer
 from .methods.ga2 import AttributeAnchorLoss, HardSoftCoupler
 from .model import PromptedCLIP
 from .prompts import PromptModule, Prompts, SoftPrompt
+from .recipes import RECIPES, Recipe, get_recipe
 from .registry import METHODS, from_pretrained, register_method, wrap
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "PromptPluginsError", "UnsupportedModelError", "ClassNameError", "PromptTooLongError", "ShapeError",
     "ConfigError", "CheckpointError", "UnsafeCheckpointError",
     "DualPromptWrapper", "HardNegativeOptimizer", "symmetric_info_nce", "AttributeAnchorLoss", "HardSoftCoupler",
+    "Recipe", "RECIPES", "get_recipe",
 ]

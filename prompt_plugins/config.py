@@ -88,6 +88,11 @@ class Config:
             raise ConfigError(f"{where}: {exc}") from None
 
     def replace(self: C, **changes: Any) -> C:
+        """A copy with ``changes``, checked like a new config (an unknown field is a ``ConfigError``)."""
+        unknown = sorted(set(changes) - set(self.field_names()))
+        if unknown:
+            raise ConfigError(f"unknown field(s) {unknown} for {type(self).__name__}; "
+                              f"known: {sorted(self.field_names())}")
         return dataclasses.replace(self, **changes)
 
 
