@@ -28,7 +28,9 @@ class FeatureModel(nn.Module):
 
     @torch.no_grad()
     def backbone_logits(self, features: Tensor, classes: Any = None) -> Tensor:
-        return self.scale * features @ self.adapter.encode_text(classes, route="backbone").t()
+        """The frozen backbone's logits, computed with dropout off (the hard-negative sampler's scores)."""
+        with eval_mode(self.adapter):
+            return self.scale * features @ self.adapter.encode_text(classes, route="backbone").t()
 
     @property
     def base_indices(self) -> list[int] | None:
@@ -102,3 +104,32 @@ class Timer:
 
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self.start
+
+
+def fit_recipe(loss_fn: Callable[[Tensor, int], Tensor], params: Iterable[nn.Parameter], n: int, recipe: Any, *,
+               seed: int, desc: str = "training", progress: bool = True) -> float:
+    """Minimise ``loss_fn(indices, epoch)`` for ``recipe.epochs`` epochs of mini-batches of ``range(n)`` (a new
+    seeded order every epoch; a last partial batch is dropped when ``n >= batch``, as the released loaders
+    do), with the recipe's optimiser and per-step schedule (``prompt_plugins.recipes``). Returns the last loss."""
+    from tqdm.auto import tqdm
+
+    params = list(params)
+    batch = min(recipe.batch_size, n)
+    steps = n // batch
+    opt = recipe.build_optimizer(params)
+    sched = recipe.build_scheduler(opt, steps)
+    g = torch.Generator().manual_seed(int(seed))
+    loss = torch.tensor(float("nan"))
+    bar = tqdm(total=recipe.epochs * steps, desc=desc, disable=not progress, leave=False, unit="step")
+    for epoch in range(recipe.epochs):
+        order = torch.randperm(n, generator=g)
+        for s in range(steps):
+            loss = loss_fn(order[s * batch:(s + 1) * batch], epoch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    bar.close()
+    return float(loss.item())

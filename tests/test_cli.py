@@ -7,7 +7,6 @@ import torch
 pytest.importorskip("clip")
 PIL = pytest.importorskip("PIL.Image")
 
-import prompt_plugins as pp  # noqa: E402
 from prompt_plugins.cli import main  # noqa: E402
 from tiny_models import make_openai  # noqa: E402
 
@@ -28,55 +27,6 @@ def backbone(tmp_path):
     path = tmp_path / "tiny-clip.pt"
     torch.save(make_openai().state_dict(), path)
     return str(path)
-
-
-def test_demo_runs_tiny_world_prints_table_and_plot(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("PROMPT_PLUGINS_CACHE", str(tmp_path / "cache"))
-    plot = tmp_path / "demo.png"
-    args = ["demo", "--world", "tiny", "--set", "pretrain_steps=2", "--steps", "2", "--seeds", "1", "2",
-            "--quiet", "--plot", str(plot)]
-    assert main(args) == 0
-    out = capsys.readouterr().out
-    assert "pretrained" in out and plot.stat().st_size > 1000
-    for row in ("zero-shot    image", "CoOp         image", "CoOp+DPC     image", "zero-shot    video",
-                "CoOp         video", "GA2          video", "GA2+DPC      video"):
-        line = next(l for l in out.splitlines() if l.startswith(row))
-        assert len(line.split()) == 6, line  # name task base new HM seconds
-    assert main(args[:-2]) == 0  # second run loads the cached checkpoint
-    assert "loaded" in capsys.readouterr().out
-
-
-def test_demo_runners_dpc_keeps_backbone_new_classes_and_ga2_trains(tmp_path, monkeypatch):
-    """DPC rows (w_n = 0): new classes use exactly the tuned backbone prompt, base classes the
-    trained parallel prompt; GA2's hard prompt is the image CoOp context and its soft side trains."""
-    from prompt_plugins.demo import runners as demo
-    from prompt_plugins.demo.world import World, load_or_pretrain, preset
-
-    monkeypatch.setenv("PROMPT_PLUGINS_CACHE", str(tmp_path))
-    cfg = preset("tiny").with_(pretrain_steps=2)
-    world = World(cfg)
-    model, _, _ = load_or_pretrain(cfg, progress=False, log=lambda *a: None)
-    ctx = demo.Context(cfg, world, model, 1, demo.build_tasks(cfg, world, model, 1, True, "cpu"), 5, 1e-2, 8,
-                       False)
-    assert ctx.tasks["video"].anchor_feats.shape == (demo.N_ANCHORS, cfg.embed_dim)
-    for run, backbone_key, key in ((lambda c: demo.run_coop_dpc(c, "image"), "coop/image", "CoOp+DPC/image"),
-                                   (demo.run_ga2_dpc, "ga2/video", "GA2+DPC/video")):
-        run(ctx)
-        backbone, wrapper = ctx.artifacts[backbone_key], ctx.artifacts[key]
-        with torch.no_grad(), demo.eval_mode(wrapper):
-            assert torch.equal(wrapper.encode_text(world.new), backbone.encode_text(world.new))
-            assert not torch.allclose(wrapper.encode_text(world.base), backbone.encode_text(world.base))
-    ga2 = ctx.artifacts["ga2/video"]
-    assert torch.equal(ga2.prompt.hard, ctx.artifacts["coop/image"].prompt.ctx.detach())
-    fresh = demo.seeded(1, lambda: pp.wrap(model, world.classnames, method="ga2", hard_prompt=ga2.prompt.hard,
-                                            n_visual_ctx=0))
-    assert not torch.equal(fresh.prompt.proj.weight, ga2.prompt.proj.weight)  # trained
-
-
-def test_demo_rejects_unknown_method(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("PROMPT_PLUGINS_CACHE", str(tmp_path))
-    assert main(["demo", "--world", "tiny", "--methods", "nope", "--quiet"]) == 2
-    assert "selects nothing" in capsys.readouterr().err
 
 
 def test_train_inspect_eval_round_trip(tmp_path, backbone, capsys):

@@ -17,13 +17,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", nargs="+", metavar="NAME",
                    help="run only these methods (e.g. zero-shot CoOp); default: all")
     p.add_argument("--no-video", action="store_true", help="skip the video task")
-    p.add_argument("--steps", type=int, default=1000,
-                   help="prompt-tuning steps per method (default: 1000, ~60 epochs of the 16-shot base set)")
-    p.add_argument("--lr", type=float, default=2e-3, help="prompt-tuning learning rate (default: 2e-3)")
-    p.add_argument("--batch", type=int, default=32, help="few-shot items per step for CE methods (default: 32)")
     p.add_argument("--world", default="default", help=argparse.SUPPRESS)  # "tiny" for tests
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help=argparse.SUPPRESS)
     p.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    p.add_argument("--eval-split", default="test", choices=("test", "val"), help=argparse.SUPPRESS)  # tuning
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads (default 0: PyTorch's default, one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -46,6 +43,6 @@ def main(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     run_demo(world=args.world, overrides=_parse_set(args.set), seeds=args.seeds, methods=args.methods,
-             video=not args.no_video, steps=args.steps, lr=args.lr, batch=args.batch, device=args.device,
-             progress=not args.quiet, plot=args.plot)
+             video=not args.no_video, device=args.device, progress=not args.quiet, plot=args.plot,
+             evaluation=args.eval_split)
     return 0

@@ -12,15 +12,15 @@ from typing import Any, Sequence
 from ..errors import ConfigError
 from ..training import Timer
 from .report import check_matplotlib, format_table, save_plot
-from .runners import RUNNERS, Context, build_tasks, seeded
+from .runners import RUNNERS, Context, seeded
 from .world import World, load_or_pretrain, preset
 
 Results = dict[tuple[str, str], list[tuple[float, float, float]]]
 
 
 def run_demo(*, world: str = "default", overrides: dict[str, Any] | None = None, seeds: Sequence[int] = (1,),
-             methods: Sequence[str] | None = None, video: bool = True, steps: int = 1000, lr: float = 2e-3,
-             batch: int = 32, device: str = "cpu", progress: bool = True, plot: str | None = None) -> Results:
+             methods: Sequence[str] | None = None, video: bool = True, device: str = "cpu", progress: bool = True,
+             plot: str | None = None, evaluation: str = "test") -> Results:
     """Run the selected runners for every seed, print the table (and save ``plot``); returns
     ``{(method, task): [(base, new, seconds) per seed]}``."""
     if plot:
@@ -35,17 +35,19 @@ def run_demo(*, world: str = "default", overrides: dict[str, Any] | None = None,
     model.to(device)
     print(f"tiny CLIP {'loaded' if cached else 'pretrained'} in {seconds:.1f} s; {the_world.n_classes} classes "
           f"({len(the_world.base)} base / {len(the_world.new)} new, new colours unseen in tuning), "
-          f"{cfg.shots} shots per base class, {cfg.n_test} test images per class")
+          f"{cfg.shots} shots per base class, {cfg.n_test} test items per class; "
+          f"{len(the_world.source)} source classes (other colours) for GA2's hard prompt and anchors")
     results: Results = {}
+    shared: dict[str, Any] = {}
     for seed in seeds:
-        tasks = build_tasks(cfg, the_world, model, seed, video, device,
-                            anchors=any(r.name.startswith("GA2") for r in runners))
-        ctx = Context(cfg, the_world, model, seed, tasks, steps, lr, batch, progress)
+        ctx = Context(cfg, the_world, model, seed, progress, shared, evaluation)
         for runner in runners:
             with Timer() as t:  # every runner starts from the seed (dropout masks, inits): same table cached or not
                 base, new = seeded(seed, lambda: runner.fn(ctx))
             results.setdefault((runner.name, runner.task), []).append((base, new, t.seconds))
     print()
+    if evaluation != "test":
+        print(f"evaluated on the {evaluation} split (not the reported test split)")
     print(format_table(results, list(seeds)))
     print(f"\ntotal {time.perf_counter() - total:.1f} s")
     if plot:

@@ -15,15 +15,15 @@ def summarise(rows: list[tuple[float, float, float]]) -> tuple[float, float, flo
 
 
 def format_table(results: dict, seeds: list[int]) -> str:
-    header = f"{'method':<12} {'task':<6} {'base':>6} {'new':>6} {'HM':>6} {'s/seed':>7}"
+    header = f"{'method':<17} {'task':<6} {'base':>6} {'new':>6} {'HM':>6} {'s/seed':>7}"
     lines = [f"base-to-new accuracy (%), mean over seeds {' '.join(map(str, seeds))}; HM of the means", header,
              "-" * len(header)]
     for (name, task), rows in results.items():
         s = summarise(rows)
-        lines.append(f"{name:<12} {task:<6} {s[0]:6.1f} {s[1]:6.1f} {s[2]:6.1f} {s[3]:7.1f}")
+        lines.append(f"{name:<17} {task:<6} {s[0]:6.1f} {s[1]:6.1f} {s[2]:6.1f} {s[3]:7.1f}")
         if len(seeds) > 1:
             per = "  ".join(f"{r[0]:.1f}/{r[1]:.1f}" for r in rows)
-            lines.append(f"{'':<12} {'':<6} per seed base/new: {per}")
+            lines.append(f"{'':<17} {'':<6} per seed base/new: {per}")
     return "\n".join(lines)
 
 

@@ -5,8 +5,10 @@ Needs numpy and the ``clip`` package (the ``demo`` extra); ``import prompt_plugi
 """
 from .classes import COLOURS, MOTIONS, SHAPES, World
 from .config import PRESETS, WorldConfig, preset
-from .data import Split, downstream_split, pretrain_batch
+from .augment import augment
+from .data import Split, anchor_clips, downstream_split, pretrain_batch, source_split
 from .pretrain import cache_dir, load_or_pretrain, pretrain
 
 __all__ = ["COLOURS", "SHAPES", "MOTIONS", "World", "WorldConfig", "PRESETS", "preset", "Split",
-           "downstream_split", "pretrain_batch", "pretrain", "load_or_pretrain", "cache_dir"]
+           "downstream_split", "source_split", "anchor_clips", "augment", "pretrain_batch", "pretrain",
+           "load_or_pretrain", "cache_dir"]

@@ -9,7 +9,7 @@ from typing import Any
 from ...errors import ConfigError
 
 #: fields that change the pretrained checkpoint (the cache key); the rest only affect downstream data
-PRETRAIN_FIELDS = ("n_colours", "n_shapes", "image_size", "embed_dim", "width", "layers", "patch_size",
+PRETRAIN_FIELDS = ("n_colours", "n_source_colours", "n_shapes", "image_size", "embed_dim", "width", "layers", "patch_size",
                    "context_length", "pretrain_steps", "pretrain_batch", "pretrain_lr", "seed",
                    "size_range", "template_share")
 
@@ -24,6 +24,7 @@ class WorldConfig:
     """
 
     n_colours: int = 8
+    n_source_colours: int = 2
     n_shapes: int = 8
     image_size: int = 32
     frames: int = 4
@@ -54,6 +55,9 @@ class WorldConfig:
             value = getattr(self, name)
             if not 2 <= value <= 8 or value % 2 and name == "n_colours":
                 raise ConfigError(f"{name}={value}: must be in [2, 8] (n_colours even, halves make base/new)")
+        if not 0 <= self.n_source_colours <= 10 - self.n_colours:
+            raise ConfigError(f"n_source_colours={self.n_source_colours}: must be in [0, {10 - self.n_colours}] "
+                              "(10 colours in all)")
         if self.image_size % self.patch_size:
             raise ConfigError(f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}")
         for name in ("frames", "pretrain_steps", "pretrain_batch", "shots", "n_test", "layers"):

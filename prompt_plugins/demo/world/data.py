@@ -55,11 +55,11 @@ def render_labels(cfg: WorldConfig, rng: np.random.Generator, labels: np.ndarray
 def pretrain_batch(cfg: WorldConfig, rng: np.random.Generator) -> tuple[Tensor, Tensor, list[str]]:
     """One pretraining batch: images (B, 3, S, S), labels (B,), captions (mostly ``TEMPLATES[0]``)."""
     world = World(cfg)
-    labels = rng.integers(world.n_classes, size=cfg.pretrain_batch)
+    names = world.pretrain_classnames
+    labels = rng.integers(len(names), size=cfg.pretrain_batch)
     images = render_labels(cfg, rng, labels, shifted=False)
     other = rng.integers(1, len(TEMPLATES), size=len(labels))
     use_main = rng.random(len(labels)) < cfg.template_share
-    names = world.classnames
     captions = [TEMPLATES[0 if m else o].format(names[y]) for y, m, o in zip(labels, use_main, other)]
     return images, torch.from_numpy(labels), captions
 
@@ -80,15 +80,20 @@ class Split:
     test_new_y: Tensor
 
 
-def downstream_split(cfg: WorldConfig, seed: int, *, video: bool = False) -> Split:
-    """Few-shot base training set drawn with ``seed``; test sets fixed by the world seed.
+def downstream_split(cfg: WorldConfig, seed: int, *, video: bool = False, evaluation: str = "test") -> Split:
+    """Few-shot base training set drawn with ``seed``; evaluation sets fixed by the world seed: ``"test"`` (what
+    the demo reports) or ``"val"`` (another draw, for choosing settings without looking at the test sets).
 
     Every downstream image carries the shift (pretraining never sees it)."""
+    if evaluation not in ("test", "val"):
+        from ...errors import ConfigError
+
+        raise ConfigError(f"evaluation={evaluation!r}: use 'test' or 'val'")
     world = World(cfg)
     frames = cfg.frames if video else None
     base, new = np.asarray(world.base), np.asarray(world.new)
     train_rng = np.random.default_rng([cfg.seed, 1, int(seed), int(video)])
-    test_rng = np.random.default_rng([cfg.seed, 2, int(video)])
+    test_rng = np.random.default_rng([cfg.seed, 2 if evaluation == "test" else 6, int(video)])
     train_y = np.repeat(base, cfg.shots)
     base_y, new_y = np.repeat(base, cfg.n_test), np.repeat(new, cfg.n_test)
     return Split(
@@ -99,3 +104,18 @@ def downstream_split(cfg: WorldConfig, seed: int, *, video: bool = False) -> Spl
         test_new_x=render_labels(cfg, test_rng, new_y, shifted=True, frames=frames),
         test_new_y=torch.from_numpy(new_y),
     )
+
+
+def source_split(cfg: WorldConfig, seed: int, *, video: bool = False) -> tuple[Tensor, Tensor]:
+    """``shots`` shifted items per *source* class (neither base nor new), labels their global indices: the
+    labelled data of the source task GA2's hard prompt is tuned on."""
+    labels = np.repeat(np.asarray(World(cfg).source), cfg.shots)
+    rng = np.random.default_rng([cfg.seed, 4, int(seed), int(video)])
+    return render_labels(cfg, rng, labels, shifted=True, frames=cfg.frames if video else None), torch.from_numpy(labels)
+
+
+def anchor_clips(cfg: WorldConfig, n: int, seed: int) -> Tensor:
+    """``n`` unlabelled shifted clips of source classes (GA2's "irrelevant" anchor videos: a label set
+    disjoint from base and new)."""
+    rng = np.random.default_rng([cfg.seed, 5, int(seed)])
+    return render_labels(cfg, rng, rng.choice(World(cfg).source, size=n), shifted=True, frames=cfg.frames)

@@ -81,7 +81,7 @@ def pretrain(cfg: WorldConfig, *, progress: bool = True, device: str = "cpu") ->
         1 + np.cos(np.pi * min(1.0, s / cfg.pretrain_steps))))
     scale = model.logit_scale.exp().item()
     model.train()
-    names = World(cfg).classnames
+    names = World(cfg).pretrain_classnames
     bar = tqdm(range(cfg.pretrain_steps), desc="pretraining tiny CLIP", disable=not progress, unit="step")
     for _ in bar:
         images, labels, captions = pretrain_batch(cfg, rng)
