@@ -68,6 +68,7 @@ def test_demo_runners_dpc_keeps_backbone_new_classes_and_ga2_trains(tmp_path, mo
             assert not torch.allclose(wrapper.encode_text(world.base), backbone.encode_text(world.base))
     ga2 = ctx.artifacts["ga2/video"]
     assert torch.equal(ga2.prompt.hard, ctx.artifacts["coop/image"].prompt.ctx.detach())
+    ctx.artifacts["GA2+DPC/video"].eject()  # one wrapper per model at a time; ga2's tensors stay readable
     fresh = demo.seeded(1, lambda: pp.wrap(model, world.classnames, method="ga2", hard_prompt=ga2.prompt.hard,
                                             n_visual_ctx=0))
     assert not torch.equal(fresh.prompt.proj.weight, ga2.prompt.proj.weight)  # trained

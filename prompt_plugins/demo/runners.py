@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..attachment import attached_wrapper
 from ..base_new import accuracy
 from ..errors import ConfigError
 from ..methods.dpc import DualPromptWrapper, HardNegativeOptimizer
@@ -81,6 +82,15 @@ def seeded(seed: int, fn: Callable[[], Any]) -> Any:
         return fn()
 
 
+def wrap_model(model: torch.nn.Module, classnames: list[str], **options: Any) -> PromptedCLIP:
+    """``wrap`` the demo's model, first ejecting the adapter an earlier runner left on it (one wrapper per model
+    at a time): that runner's results are recorded, and an ejected adapter's prompt tensors stay readable."""
+    earlier = attached_wrapper(model)
+    if earlier is not None:
+        earlier.eject()
+    return wrap(model, classnames, **options)
+
+
 def _check_text_side(adapter: Any) -> None:
     target = getattr(adapter, "target", adapter)
     if target.prompt().visual is not None:
@@ -130,11 +140,12 @@ def train_dpc(ctx: Context, task: Task, wrapper: DualPromptWrapper, *, desc: str
 
 # ---------------------------------------------------------------------------- runners
 def _coop(ctx: Context) -> PromptedCLIP:
-    return seeded(ctx.seed, lambda: wrap(ctx.model, ctx.world.classnames, method="coop", n_ctx=ctx.cfg.n_ctx))
+    return seeded(ctx.seed, lambda: wrap_model(ctx.model, ctx.world.classnames, method="coop",
+                                               n_ctx=ctx.cfg.n_ctx))
 
 
 def run_zero_shot(ctx: Context, task_name: str = "image") -> tuple[float, float]:
-    prompted = wrap(ctx.model, ctx.world.classnames, method="coop", n_ctx=1)
+    prompted = wrap_model(ctx.model, ctx.world.classnames, method="coop", n_ctx=1)
     with prompted.disabled():
         result = evaluate(ctx, ctx.tasks[task_name], prompted)
     prompted.eject()
@@ -183,8 +194,8 @@ def run_ga2(ctx: Context) -> tuple[float, float]:
     train with cross-entropy + the attribute-anchor KL on unlabelled anchor clips (pretraining-style,
     base colours only) over the attribute bank, the prompted side reading it through the learned context."""
     hard = _tuned(ctx, "coop/image", lambda c: run_coop(c, "image")).prompt.ctx.detach().clone()
-    prompted = seeded(ctx.seed, lambda: wrap(ctx.model, ctx.world.classnames, method="ga2", hard_prompt=hard,
-                                                 n_visual_ctx=0))
+    prompted = seeded(ctx.seed, lambda: wrap_model(ctx.model, ctx.world.classnames, method="ga2", hard_prompt=hard,
+                                                       n_visual_ctx=0))
     task = ctx.tasks["video"]
     anchor_loss = AttributeAnchorLoss(attribute_bank(ctx.world), weight=ANCHOR_WEIGHT, bank_side="prompted",
                                          frozen_template="a photo of a {}.", scale=ctx.scale)
@@ -230,7 +241,7 @@ def build_tasks(cfg: Any, world: Any, model: torch.nn.Module, seed: int, video: 
     """The seed's image (and video) tasks with frozen features of the few-shot and test data, and for
     videos (``anchors``) of GA2's anchor clips: unlabelled, unshifted clips of base classes."""
     
-    frozen = wrap(model, world.classnames, method="coop", n_ctx=1)
+    frozen = wrap_model(model, world.classnames, method="coop", n_ctx=1)
     tasks = {}
     for name in ("image", "video") if video else ("image",):
         split = downstream_split(cfg, seed, video=name == "video")
