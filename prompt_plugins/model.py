@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .attachment import check_not_attached, mark_attached, mark_detached
 from .backends import Backend, resolve
 from .classes import ClassSelector, class_indices
 from .checkpoint import DEFAULT_TEMPLATE, DEFAULT_ZERO_SHOT_TEMPLATE, AdapterConfig, check_template, load_into
@@ -44,6 +45,7 @@ class PromptedCLIP(nn.Module):
     (B, 3, H, W), or videos (B, T, 3, H, W) encoded frame by frame and mean-pooled over T
     before normalisation (ViFi-CLIP). Only the prompt module's parameters train; the CLIP
     weights are frozen on attach and their ``requires_grad`` flags restored by ``eject()``.
+    One per model at a time: a model whose earlier wrapper is attached raises ``ConfigError``.
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class PromptedCLIP(nn.Module):
         backend: Backend | None = None,
     ):
         super().__init__()
+        check_not_attached(model)
         self.backend: Backend = resolve(model) if backend is None else backend
         self.model = model
         self.prompt = prompt
@@ -77,6 +80,7 @@ class PromptedCLIP(nn.Module):
         self._text_cache: OrderedDict[tuple, tuple[Tensor, list]] = OrderedDict()
         self.set_classnames(classnames)
         self._hooks = VisualPromptHooks(self.backend) if prompt().visual is not None else None
+        mark_attached(model, self)
 
     # ------------------------------------------------------------------ classes
     @property
@@ -249,7 +253,10 @@ class PromptedCLIP(nn.Module):
             self._enabled = previous
 
     def eject(self) -> nn.Module:
-        """Remove every hook, restore ``requires_grad`` flags and return the untouched model."""
+        """Remove every hook, restore ``requires_grad`` flags and return the untouched model (once: a
+        second call only returns it, so it never unfreezes weights a later wrapper has frozen)."""
+        if self._ejected:
+            return self.model
         if self._hooks is not None:
             self._hooks.remove()
             self._hooks = None
@@ -257,6 +264,7 @@ class PromptedCLIP(nn.Module):
             p.requires_grad_(self._requires_grad.get(name, p.requires_grad))
         self._ejected = True
         self._text_cache.clear()
+        mark_detached(self.model, self)
         return self.model
 
     def trainable_parameters(self) -> list[nn.Parameter]:

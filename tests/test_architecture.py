@@ -12,7 +12,7 @@ LAYERS = [
     ["_version", "errors", "precision", "config"],
     ["backends"],
     ["tokenization", "ops", "inputs", "classes", "checkpoint", "losses"],
-    ["text_blocks", "text_encoder", "prompts", "visual_hooks"],
+    ["text_blocks", "text_encoder", "prompts", "visual_hooks", "attachment"],
     ["model"],
     ["registry", "importers"],
     ["methods"],

@@ -193,10 +193,11 @@ def test_anchor_kl_default_trains_visual_prompts_and_is_zero_when_frozen(backend
     assert prompted.prompt.soft.visual_deep.grad.abs().sum() > 0
     with prompted.disabled():  # prompts off: the prompted path *is* frozen CLIP
         assert loss_fn.from_model(prompted, anchors).item() == 0.0
-    # visual tower untouched (text-only prompts): prompted anchors == frozen anchors, so KL is exactly zero
+    # visual tower untouched (text-only prompts): prompted anchors == frozen anchors, so KL would be exactly zero
     prompted.eject()
     text_only = pp.wrap(model, classnames, n_ctx=4)
-    assert loss_fn.from_model(text_only, anchors).abs().item() < 1e-6
+    with pytest.raises(ConfigError, match="bank_side='prompted'"):
+        loss_fn.from_model(text_only, anchors)
 
 
 def test_anchor_kl_prompted_bank_zero_at_frozen_template_then_constrains_text():
@@ -212,8 +213,9 @@ def test_anchor_kl_prompted_bank_zero_at_frozen_template_then_constrains_text():
     assert loss.item() > 1e-4
     loss.backward()
     assert prompted.prompt.ctx.grad.abs().sum() > 0
-    # frozen bank side: a text-only prompt gets no signal (the anchors' features are untouched)
-    assert AttributeAnchorLoss().from_model(prompted, anchors).abs().item() < 1e-6
+    # frozen bank side: a text-only prompt would get no signal (the anchors' features are untouched): refused
+    with pytest.raises(ConfigError, match="text-only"):
+        AttributeAnchorLoss().from_model(prompted, anchors)
 
 
 def test_else_class_pushes_anchors_toward_negative_prompts(classnames):

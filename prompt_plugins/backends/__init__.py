@@ -11,6 +11,7 @@ from .base import Backend, BlockParts, Tokenizer
 from .hf_clip import HFClipBackend
 from .open_clip import OpenClipBackend
 from .openai_clip import OpenAIClipBackend
+from .plain import check_plain_clip
 
 __all__ = ["Backend", "BlockParts", "Tokenizer", "resolve", "register_backend", "BACKENDS"]
 
@@ -40,9 +41,23 @@ def resolve(model: Any) -> Backend:
         )
     for cls in BACKENDS:
         if cls.matches(model):
+            check_plain_clip(model, cls)
             return cls(model)
     names = ", ".join(name for name, _ in list(model.named_children())[:8])
-    raise UnsupportedModelError(
-        f"no backend recognises {type(model).__module__}.{type(model).__name__} (children: {names}). "
-        "Supported: OpenAI clip.model.CLIP, open_clip CLIP/CustomTextCLIP, transformers CLIPModel"
-    )
+    message = (f"no backend recognises {type(model).__module__}.{type(model).__name__} (children: {names}). "
+               "Supported: OpenAI clip.model.CLIP, open_clip CLIP/CustomTextCLIP, transformers CLIPModel")
+    inner = _inner_clip(model)
+    if inner is not None:
+        access = f"model.{inner}" if all(p.isidentifier() for p in inner.split(".")) else \
+            f"model.get_submodule({inner!r})"
+        message += (f"; it contains a CLIP model at {inner!r} ({type(model.get_submodule(inner)).__name__}): "
+                    f"wrap that: pp.wrap({access}, ...)")
+    raise UnsupportedModelError(message)
+
+
+def _inner_clip(model: nn.Module) -> str | None:
+    """Path of the first submodule of ``model`` that a backend recognises (e.g. ViFi-CLIP's ``clip_model``)."""
+    for name, sub in model.named_modules():
+        if name and any(cls.matches(sub) for cls in BACKENDS):
+            return name
+    return None

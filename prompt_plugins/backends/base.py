@@ -77,6 +77,9 @@ class Backend:
     name: ClassVar[str] = "base"
     #: the object the library returns from ``pip install``; used in messages only
     library: ClassVar[str] = ""
+    #: class names of the library's own ``resblocks`` transformer blocks; any other class there (a prompt
+    #: library's fork, e.g. ``ResidualAttentionBlock_IVLP``) is refused by ``resolve``. Empty: not checked
+    plain_blocks: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, model: nn.Module):
         self.model = model

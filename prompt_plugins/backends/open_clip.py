@@ -23,6 +23,7 @@ def _text_tower(model: nn.Module) -> nn.Module:
 class OpenClipBackend(ResidualCLIP, Backend):
     name = "open_clip"
     library = "open_clip"
+    plain_blocks = ("ResidualAttentionBlock", "CustomResidualAttentionBlock")
 
     @classmethod
     def matches(cls, model: Any) -> bool:

@@ -54,6 +54,7 @@ class OpenAIClipBackend(ResidualCLIP, Backend):
     name = "openai"
     library = "clip (OpenAI)"
     vision_layout = "LND"
+    plain_blocks = ("ResidualAttentionBlock",)
 
     @classmethod
     def matches(cls, model: Any) -> bool:

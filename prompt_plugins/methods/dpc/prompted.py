@@ -69,9 +69,27 @@ class PromptedDualWrapper(DualPromptWrapper):
         feats, order = torch.cat(parts), torch.cat(order)
         return feats[torch.argsort(order).to(feats.device)]
 
-    def encode_image(self, images: Tensor, *, route: Route = "base", normalize: bool = True) -> Tensor:
-        """(B, E) image features with the prompts of ``route`` (matters only with visual prompts)."""
+    def _has_visual_prompts(self) -> bool:
+        """True when the target's prompts have a visual part: image features then differ per route."""
+        with torch.no_grad():
+            return self.target.prompt().visual is not None
+
+    def encode_image(self, images: Tensor, *, route: Route | None = None, normalize: bool = True) -> Tensor:
+        """(B, E) image features with the prompts of ``route``.
+
+        With visual prompts the features differ per route, so ``route`` is required: "base" for base
+        classes, "new" for new ones (or call the wrapper, ``wrapper(images, classes=...)``, which routes
+        each class itself); without it ``ConfigError``. Text-only prompts leave the image features the
+        same for every route, and ``route`` defaults to "base"."""
         self._check_attached()
+        if route is None:
+            if self._has_visual_prompts():
+                raise ConfigError(
+                    "encode_image(images) without route=: with visual prompts the image features differ per "
+                    "route (base classes use the tuned prompt, new classes the backbone prompt), so no default "
+                    "is safe. Pass route=\"base\" or route=\"new\", or call the wrapper itself, "
+                    "wrapper(images, classes=...), which routes each class")
+            route = "base"
         return self.target.encode_image(images, prompts=self.prompts(route), normalize=normalize)
 
     def forward(self, *inputs: Any, classes: Any = None, route: Route | None = None, **kwargs: Any) -> Tensor:
@@ -83,7 +101,7 @@ class PromptedDualWrapper(DualPromptWrapper):
         images = inputs[0]
         idx = self._class_positions(classes)
         text = self.encode_text(idx, route=route)
-        if route is not None or self.target.prompt().visual is None or not self.target._enabled:
+        if route is not None or not self._has_visual_prompts() or not self.target._enabled:
             return self.target.logits(self.encode_image(images, route=route or "base"), text)
         is_base = self.base_mask()[idx].to(text.device)
         routes = [r for r, sel in (("base", is_base), ("new", ~is_base)) if sel.any()]

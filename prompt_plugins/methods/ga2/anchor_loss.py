@@ -8,7 +8,9 @@ Modes (spec §1.3, §7):
     The frozen side comes from the model's own ``disabled()`` path (no second CLIP copy). With
     ``bank_side="prompted"`` the prompted side also encodes the bank through the learned text context
     (``[ctx] {attribute}.``), which constrains text-only prompts too; the frozen side always uses
-    ``frozen_template`` ("a video of a person {}." as released).
+    ``frozen_template`` ("a video of a person {}." as released). With the default ``bank_side="frozen"``
+    only visual prompts move the anchors: on text-only prompts the term is exactly 0, so ``from_model``
+    refuses that combination.
 ``parity``
     The released term: ``CE(logits + s·α·mean_a(v̂_a·n̂), y)``. The anchor term is the same for every
     class, so softmax-CE ignores it: **the loss equals plain CE and its gradient through the anchor
@@ -16,6 +18,9 @@ Modes (spec §1.3, §7):
 ``else_class``
     The bank prompts become extra classes; anchors are pushed toward them with
     ``λ · −log Σ_k p(n_k | a)`` over [class texts ; bank texts].
+
+The default bank ``DEFAULT_ATTRIBUTE_BANK`` is prompt-plugins' own choice of generic attributes: only
+"else" comes from the GA2-CLIP release (its single negative prompt).
 """
 from __future__ import annotations
 
@@ -34,12 +39,22 @@ from ...tokenization import tokenize_classes
 MODES = ("anchor_kl", "parity", "else_class")
 BANK_SIDES = ("frozen", "prompted")
 
-#: generic attributes, rendered with ``frozen_template``; "else" is the released negative prompt
+#: generic attributes, rendered with ``frozen_template``: prompt-plugins' own choice, except "else", the
+#: GA2-CLIP release's single negative prompt
 DEFAULT_ATTRIBUTE_BANK: tuple[str, ...] = (
     "else", "something else", "doing nothing in particular", "in the background", "in a room", "outdoors",
     "in the dark", "in bright light", "moving quickly", "standing still", "seen from far away", "seen up close",
     "with other people", "alone", "holding an object", "on a blurry video",
 )
+
+
+def _has_visual_prompts(prompted) -> bool:
+    """Whether ``prompted.prompt()`` has a visual part, asked without drawing from the RNG a training loop
+    uses (GA2's coupler applies dropout)."""
+    device = prompted.backend.device
+    devices = [] if device.type == "cpu" else [device]
+    with torch.no_grad(), torch.random.fork_rng(devices=devices, device_type=device.type if devices else None):
+        return prompted.prompt().visual is not None
 
 
 class AnchorStream:
@@ -84,8 +99,12 @@ class AttributeAnchorLoss(nn.Module):
     """Attribute-anchor regulariser. Use ``forward`` on features/logits, or ``from_model`` with a
     ``PromptedCLIP`` and an anchor batch (or the ``anchors`` iterable given here).
 
-    bank: attribute phrases (default ``DEFAULT_ATTRIBUTE_BANK``); frozen_template renders them for frozen CLIP.
+    bank: attribute phrases (default ``DEFAULT_ATTRIBUTE_BANK``, prompt-plugins' own choice: only "else" comes
+    from the GA2-CLIP release, its single negative prompt); frozen_template renders them for frozen CLIP.
     weight: λ; alpha: α of ``parity``; scale: logit scale s (None: the model's ``logit_scale.exp()``, 100 for CLIP).
+    bank_side: "frozen" (default) reads the bank with frozen CLIP on both sides, so ``anchor_kl`` needs visual
+    prompts (text-only prompts leave the anchors' features unchanged: ``from_model`` raises ``ConfigError``);
+    "prompted" reads it through the learned text context on the prompted side, which also trains text prompts.
     """
 
     def __init__(self, bank: Sequence[str] | None = None, *, mode: str = "anchor_kl", weight: float = 1.0,
@@ -181,6 +200,7 @@ class AttributeAnchorLoss(nn.Module):
                    labels: Tensor | None = None) -> Tensor:
         """The loss for ``prompted`` (a ``PromptedCLIP``) on an anchor batch (N, T, 3, H, W) or (N, 3, H, W)
         (default: the next batch of the ``anchors`` iterable). ``parity`` also needs the batch logits/labels."""
+        self._check_has_signal(prompted)
         if anchors is None:
             anchors = self.next_anchors()
         bank = self.frozen_bank_features(prompted).to(prompted.backend.device)
@@ -195,6 +215,15 @@ class AttributeAnchorLoss(nn.Module):
         elif self.mode == "else_class":
             kwargs["class_features"] = prompted.encode_text()
         return self(feats, bank, logits=logits, labels=labels, scale=s, **kwargs)
+
+    def _check_has_signal(self, prompted) -> None:
+        """``anchor_kl`` with the frozen bank on text-only prompts is exactly 0 (prompted anchors == frozen ones)."""
+        if self.mode == "anchor_kl" and self.bank_side == "frozen" and not _has_visual_prompts(prompted):
+            raise ConfigError(
+                "AttributeAnchorLoss(mode='anchor_kl', bank_side='frozen') on a model whose prompts are text-only "
+                "(no visual prompts) is exactly 0 with no gradient: the prompted anchors' image features equal the "
+                "frozen ones. Use bank_side='prompted' (the bank is then read through the learned text context), "
+                "or add visual prompts (n_visual_ctx > 0)")
 
     def extra_repr(self) -> str:
         return f"mode={self.mode}, weight={self.weight}, bank={len(self.bank)} prompts, bank_side={self.bank_side}"
