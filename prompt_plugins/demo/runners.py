@@ -33,10 +33,15 @@ def seeded(seed: int, fn: Callable[[], Any]) -> Any:
 
 def demo_recipe(name: str, world: World) -> Recipe:
     """A released recipe sized to the world: prompt depth capped by the tiny CLIP's layers, context tokens by the
-    world's ``n_ctx`` (its text context is short), DPC's K by the wrong base classes there are. Optimiser, lr,
-    batch, epochs and warm-up are the released ones."""
+    world's ``n_ctx`` (its text context is short), DPC's K by the wrong base classes there are, and a multi-GPU
+    recipe run as one of its GPUs (the demo has one device): its per-GPU batch and anchor clips, at the released
+    lr. Optimiser, lr, epochs and warm-up are the released ones."""
     recipe, cfg = get_recipe(name), world.config
     changes: dict[str, Any] = {"depth": min(recipe.depth, cfg.layers), "n_ctx": min(recipe.n_ctx, cfg.n_ctx)}
+    if recipe.gpus > 1:
+        changes.update(gpus=1, accumulation=1, batch_size=recipe.batch_size // recipe.gpus // recipe.accumulation)
+        if recipe.anchor_clips_per_step:
+            changes["anchor_clips_per_step"] = recipe.anchor_clips_per_step // recipe.gpus
     if recipe.visual_depth is not None:
         changes["visual_depth"] = min(recipe.visual_depth, cfg.layers)
     if recipe.n_visual_ctx:
