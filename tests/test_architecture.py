@@ -16,7 +16,7 @@ LAYERS = [
     ["model"],
     ["registry", "importers"],
     ["methods"],
-    ["base_new", "training", "recipes"],
+    ["base_new", "training", "recipes", "data"],
     ["demo"],
     ["commands", "cli"],
 ]
