@@ -17,7 +17,7 @@ LAYERS = [
     ["registry", "importers"],
     ["methods"],
     ["base_new", "training", "recipes", "data"],
-    ["demo"],
+    ["demo", "runs"],
     ["commands", "cli"],
 ]
 

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if args.weight_base is not None:
         options["weight_base"] = args.weight_base
     if args.classnames is not None:
-        from ._data import read_classnames
+        from ..data import read_classnames
 
         options["classnames"] = read_classnames(args.classnames)
     if args.allow_unsafe:

@@ -89,5 +89,6 @@ class EpochBatches(Sampler[list[int]]):
 def make_loader(dataset: ItemDataset, batches: EpochBatches, *, workers: int, device: torch.device) -> DataLoader:
     """A ``DataLoader`` over ``batches`` (the dataset's epoch set to the sampler's first)."""
     dataset.set_epoch(batches.epoch)
+    generator = torch.Generator().manual_seed(mix_seed(batches.seed, batches.epoch))  # not the global RNG
     return DataLoader(dataset, batch_sampler=batches, num_workers=workers, pin_memory=device.type == "cuda",
-                      persistent_workers=False)
+                      persistent_workers=False, generator=generator)

@@ -59,7 +59,7 @@ def read_splits(dataset: str, root: str | Path, *, seed: int = 1, splits_dir: st
     key = dataset.lower()
     if coop_layout(key) is not None:
         return read_coop(key, root)
-    if key in VIFI_DATASETS:
+    if key.replace("-", "_") in VIFI_DATASETS:
         if splits_dir is None:
             raise ConfigError(f"--dataset {dataset} needs --splits DIR: a ViFi-CLIP checkout holding "
                               "datasets_splits/base2novel_splits/ and labels/")

@@ -29,7 +29,7 @@ class VifiLayout:
 VIFI_DATASETS: dict[str, VifiLayout] = {
     "k400": VifiLayout("K400", "k400_splits", "kinetics_400_base_labels.csv", "kinetics_400_novel_labels.csv"),
     "hmdb51": VifiLayout("HMDB51", "hmdb_splits", "hmdb_51_base_labels.csv", "hmdb_51_novel_labels.csv"),
-    "ucf101_video": VifiLayout("UCF101", "ucf_splits", "ucf_101_base_labels.csv", "ucf_101_novel_labels.csv"),
+    "ucf101_video": VifiLayout("UCF101-video", "ucf_splits", "ucf_101_base_labels.csv", "ucf_101_novel_labels.csv"),
     "ssv2": VifiLayout("SSv2", "ssv2_splits", "ssv2_174_base_labels.csv", "ssv2_174_novel_labels.csv"),
 }
 #: ViFi's released few-shot training lists: seeds 1, 2, 3
@@ -76,7 +76,7 @@ def read_split_list(path: Path, videos: Path, offset: int, n_classes: int) -> li
 def read_vifi(name: str, videos: str | Path, splits_dir: str | Path, seed: int) -> Splits:
     """ViFi's base-to-novel split of ``name`` for ``seed`` (1, 2 or 3): ``videos`` holds the paths of the
     lists; ``splits_dir`` is a ViFi-CLIP checkout (``datasets_splits/`` and ``labels/``)."""
-    layout = VIFI_DATASETS.get(name.lower())
+    layout = VIFI_DATASETS.get(name.lower().replace("-", "_"))
     if layout is None:
         raise ConfigError(f"{name!r} is not one of ViFi-CLIP's base-to-novel data sets: {sorted(VIFI_DATASETS)}")
     if seed not in VIFI_SEEDS:
