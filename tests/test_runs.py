@@ -219,3 +219,17 @@ def test_bad_arguments_fail_before_any_work(world, tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert err.startswith("prompt-plugins train: error:") and message in err, err
     assert not (tmp_path / "out" / "seed1").exists()
+
+
+def test_train_eval_benchmark_over_seeds(world, capsys):
+    tmp, _ = world
+    out = tmp / "seeds.json"
+    assert main(["eval", "--adapter", str(tmp / "coop"), "--json", str(out), "--quiet"]) == 0
+    results = json.loads(out.read_text())
+    assert [r["seed"] for r in results] == [1, 2]
+    capsys.readouterr()
+    assert main(["benchmark", str(out)]) == 0
+    table = capsys.readouterr().out
+    base = sum(r["base"]["accuracy"] for r in results) / 2
+    assert f"| Average (1 data sets) | coop | 2 | 1 2 | {base:.2f} |" in table
+    assert "| OxfordPets | coop | 2 | 1 2 |" in table
