@@ -37,7 +37,7 @@ def load_backbone(spec: str, base: str | None = None) -> nn.Module:
     if not path.is_file():
         raise ConfigError(f"--backbone {spec!r} is not a file on disk; pass an OpenAI CLIP checkpoint path, "
                           "hf:NAME (downloaded already) or open_clip:ARCH[:PRETRAINED]")
-    return _build_openai(backbone_state_dict(path, base), path)
+    return build_openai(backbone_state_dict(path, base), path)
 
 
 def check_backbone_spec(spec: str, base: str | None = None) -> None:
@@ -85,14 +85,19 @@ def _clip_module() -> Any:
     return clip_model
 
 
-def _build_openai(state: dict[str, Tensor], path: Path) -> nn.Module:
+def build_openai(state: dict[str, Tensor], path: Path) -> nn.Module:
+    clip_model = _clip_module()
+    convert = clip_model.convert_weights
+    clip_model.convert_weights = lambda model: None  # build_model casts to fp16 first: keep fp32 weights exact
     try:
-        return _clip_module().build_model(dict(state)).float().eval()
+        return clip_model.build_model(dict(state)).float().eval()
     except ConfigError:
         raise
     except Exception as exc:
         raise CheckpointError(f"{path} holds CLIP-like tensors but not an OpenAI CLIP ({type(exc).__name__}: "
                               f"{exc})") from None
+    finally:
+        clip_model.convert_weights = convert
 
 
 def _openai_release(path: Path) -> nn.Module:
