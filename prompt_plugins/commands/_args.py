@@ -27,6 +27,7 @@ def add_data_arguments(p: argparse.ArgumentParser, *, required: bool) -> None:
     p.add_argument("--frames", type=int, metavar="T", help="frames per video (default: the recipe's, 32 for video)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default: 0)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: PyTorch's default)")
 
 
 def parse_set(items: list[str] | None) -> dict[str, Any]:

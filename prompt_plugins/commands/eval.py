@@ -36,7 +36,8 @@ def main(args: argparse.Namespace) -> int:
     plan = EvalPlan(adapters=adapter_folders(args.adapter or []), dataset=args.dataset, root=args.root,
                     splits=args.splits, classnames=args.classnames, backbone=args.backbone,
                     backbone_base=args.backbone_base, shots=args.shots, seed=args.seed, frames=args.frames,
-                    device=args.device, workers=args.workers, batch_size=args.batch_size, per_class=args.per_class)
+                    device=args.device, workers=args.workers, threads=args.threads, batch_size=args.batch_size,
+                    per_class=args.per_class)
     results = evaluate_adapters(plan)
     for result in results:
         print(format_result(result))

@@ -44,7 +44,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--anchors", metavar="DIR|SPLITFILE", help="ga2: unlabelled anchor clips (a folder or a list)")
     m.add_argument("--anchors-root", metavar="DIR", help="ga2: the folder a --anchors list's paths are relative to")
     m.add_argument("--anchor-weight", type=float, default=1.0, help="ga2: weight of the anchor term (default 1)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: PyTorch's default)")
     p.add_argument("--resume", action="store_true", help="continue interrupted seeds, skip finished ones")
     p.add_argument("--overwrite", action="store_true", help="replace adapters already in RUN/seed{N}/")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")

@@ -36,12 +36,14 @@ class EvalPlan(Config):
     frames: int | None = None
     device: str = "cpu"
     workers: int = 0
+    threads: int = 0
     batch_size: int = 100
     per_class: bool = False
 
     def check(self) -> None:
         for flag, value, low in (("--shots", self.shots, 1), ("--seed", self.seed, 0), ("--frames", self.frames, 1),
-                                 ("--workers", self.workers, 0), ("--batch-size", self.batch_size, 1)):
+                                 ("--workers", self.workers, 0), ("--threads", self.threads, 0),
+                                 ("--batch-size", self.batch_size, 1)):
             check_flag_int(flag, value, low)
         if not self.adapters and (self.dataset is None or self.root is None or self.backbone is None):
             raise ConfigError("zero-shot evaluation (no --adapter) needs --dataset, --root and --backbone")
@@ -96,6 +98,8 @@ def evaluate_adapters(plan: EvalPlan) -> list[dict[str, Any]]:
     jobs = [_resolve(plan, a) for a in (plan.adapters or [None])]
     for job in jobs:
         check_backbone_spec(job.backbone, plan.backbone_base)
+    if plan.threads:
+        torch.set_num_threads(plan.threads)
     models: dict[str, torch.nn.Module] = {}
     results = []
     for job in jobs:
@@ -109,6 +113,7 @@ def evaluate_adapters(plan: EvalPlan) -> list[dict[str, Any]]:
             method, zero_shot = (job.record.method if job.record else adapter.adapter_config().method), False
         from ..backends import resolve
 
+        adapter.to(device)
         try:
             scores = evaluate(adapter, job.task, size=resolve(model).image_size, frames=job.frames, device=device,
                               batch=plan.batch_size, workers=plan.workers, zero_shot=zero_shot)

@@ -143,6 +143,7 @@ def train_seed(plan: TrainPlan, job: SeedJob, model: torch.nn.Module, device: to
                                   video=task.kind == "video")
         objective = cross_entropy(model, task, recipe, seed, hard_prompt=plan.hard_prompt, anchors=anchors,
                                   anchor_weight=plan.anchor_weight)
+    objective.adapter.to(device)  # prompts are built on the CPU
     progress = Progress(recipe.epochs, len(task.train) // min(recipe.batch_size, len(task.train)),
                         desc=f"seed {seed}", batch=min(recipe.batch_size, len(task.train)), enabled=plan.progress)
     n_params = sum(p.numel() for p in objective.params())
