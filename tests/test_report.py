@@ -40,7 +40,7 @@ def test_table_means_over_seeds_hm_of_means_and_average(results, tmp_path, capsy
     average = rows[("Average (3 data sets)", "coop")]
     base, new = (92 + 82 + 70) / 3, (62 + 44 + 50) / 3
     assert (average[4], average[5], average[6]) == (f"{base:.2f}", f"{new:.2f}", f"{harmonic_mean(base, new):.2f}")
-    assert ("Average (1 data sets)", "dpc") in rows
+    assert ("Average (1 data set)", "dpc") in rows
     lines = md.read_text().splitlines()
     assert lines[0].startswith("| data set | method |") and lines[2].startswith("| Average (3 data sets) | coop")
     assert [line.split("|")[1].strip() for line in lines[4:]][:3] == ["ImageNet", "OxfordPets", "OxfordPets"]  # CoOp's order

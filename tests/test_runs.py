@@ -231,5 +231,5 @@ def test_train_eval_benchmark_over_seeds(world, capsys):
     assert main(["benchmark", str(out)]) == 0
     table = capsys.readouterr().out
     base = sum(r["base"]["accuracy"] for r in results) / 2
-    assert f"| Average (1 data sets) | coop | 2 | 1 2 | {base:.2f} |" in table
+    assert f"| Average (1 data set) | coop | 2 | 1 2 | {base:.2f} |" in table
     assert "| OxfordPets | coop | 2 | 1 2 |" in table

@@ -90,7 +90,8 @@ def averages(rows: list[Row]) -> list[Row]:
     for method, shots in sorted({(r.method, r.shots) for r in rows}):
         mine = [r for r in rows if (r.method, r.shots) == (method, shots)]
         seeds = sorted({s for r in mine for s in r.seeds})
-        out.append(Row(f"Average ({len(mine)} data sets)", method, shots, seeds, mean(r.base for r in mine),
+        label = f"Average ({len(mine)} data set{'s' if len(mine) > 1 else ''})"
+        out.append(Row(label, method, shots, seeds, mean(r.base for r in mine),
                        mean(r.new for r in mine)))
     return out
 

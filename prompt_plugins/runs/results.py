@@ -126,7 +126,8 @@ def evaluate_adapters(plan: EvalPlan) -> list[dict[str, Any]]:
 def result_record(job: Job, method: str, scores: dict[str, Any], per_class: bool) -> dict[str, Any]:
     task = job.task
     halves = {h: {k: v for k, v in scores[h].items() if per_class or k != "per_class"} for h in ("base", "new")}
-    out = {"dataset": task.dataset, "method": method, "seed": task.seed, "shots": task.shots, **halves,
+    shots = 0 if method == "zero-shot" else task.shots  # zero-shot CLIP trains on nothing
+    out = {"dataset": task.dataset, "method": method, "seed": task.seed, "shots": shots, **halves,
            "hm": scores["hm"], "protocol": task.protocol, "adapter": job.adapter, "backbone": job.backbone}
     if job.record is not None:
         out["recipe"] = job.record.recipe_name
@@ -137,8 +138,9 @@ def format_result(result: dict[str, Any]) -> str:
     """The lines ``eval`` prints for one result."""
     b, n = result["base"], result["new"]
     head = result["adapter"] or "zero-shot CLIP"
-    lines = [f"{head}: {result['dataset']} ({result['protocol']}), {result['method']}, {result['shots']} shots, "
-             f"seed {result['seed']}; test items: {b['items']} base / {n['items']} new",
+    trained = f", {result['shots']} shots, seed {result['seed']}" if result["shots"] else ""
+    lines = [f"{head}: {result['dataset']} ({result['protocol']}), {result['method']}{trained}; "
+             f"test items: {b['items']} base / {n['items']} new",
              f"{'base':>7} {'new':>7} {'HM':>7}", f"{b['accuracy']:7.2f} {n['accuracy']:7.2f} {result['hm']:7.2f}"]
     if "per_class" in b:
         lines.append(f"{'class':<40} {'half':<5} {'accuracy':>8}")

@@ -54,7 +54,7 @@ def fit(objective: Objective, dataset: ItemDataset, recipe: Recipe, *, seed: int
         progress.note(f"resumed from {state_path} after epoch {start}/{recipe.epochs}")
     else:
         torch.manual_seed(mix_seed(seed, 0x7A1))  # dropout (GA2's coupler) draws from the global generator
-    seconds, items = 0.0, 0
+    seconds, items, lr = 0.0, 0, float("nan")
     objective.adapter.train()
     for epoch in range(start, recipe.epochs):
         progress.start_epoch(epoch)
@@ -65,10 +65,11 @@ def fit(objective: Objective, dataset: ItemDataset, recipe: Recipe, *, seed: int
             optimizer.zero_grad(set_to_none=True)
             value.backward()
             optimizer.step()
+            lr = optimizer.param_groups[0]["lr"]  # the lr this step used
             scheduler.step()
             loss = float(value.detach())
             progress.step(loss)
-        seconds += progress.end_epoch(epoch, loss, optimizer.param_groups[0]["lr"])
+        seconds += progress.end_epoch(epoch, loss, lr)
         items += steps * batch
         save_state(state_path, epoch=epoch + 1, plan=plan, adapter=objective.adapter.adapter_state_dict(),
                    optimizer=optimizer, scheduler=scheduler, rng=rng_state(device, objective.generators), loss=loss)
