@@ -200,7 +200,7 @@ def main() -> None:
                     sys.exit(f"{v} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
                 results[v].append(json.loads(line[7:]))
                 print(f"round {r + 1} {v}: {results[v][-1]}", flush=True)
-    print(f"\n| variant | items/s | seconds | peak MB | data MB |\n|---|---|---|---|---|")
+    print("\n| variant | items/s | seconds | peak MB | data MB |\n|---|---|---|---|---|")
     for v in variants:
         runs = results[v]
         secs = statistics.median(x["seconds"] for x in runs)

@@ -109,6 +109,9 @@ def test_vifi_video_split_train_and_eval(tmp_path, encoded):
     backbone = tmp_path / "tiny.pt"
     torch.save(make_openai().state_dict(), backbone)
     data = ["--dataset", "hmdb51", "--root", str(videos), "--splits", str(top), "--backbone", str(backbone)]
+    if not encoded:  # the coop recipe has no frame count: refused before any work
+        assert main(["train", *data, "--out", str(tmp_path / "coop"), *TINY]) == 2
+        assert not (tmp_path / "coop").exists()
     assert main(["train", *data, "--method", "ivlp", "--frames", "2", "--n-ctx", "2", "--set", "n_visual_ctx=2",
                  "--out", str(tmp_path / "run"), "--seeds", "3", *TINY]) == 0
     run = json.loads((tmp_path / "run" / "seed3" / "adapter_config.json").read_text())["run"]

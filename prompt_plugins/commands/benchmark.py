@@ -8,7 +8,7 @@ from pathlib import Path
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("benchmark", aliases=["report"], help="aggregate eval results into the papers' table",
-                              description=__doc__.splitlines()[0])
+                              description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("results", nargs="+", metavar="PATH", help="JSON files written by eval --json, or folders "
                                                               "holding them (searched recursively)")
     p.add_argument("--markdown", metavar="FILE", help="also write the Markdown table to FILE")

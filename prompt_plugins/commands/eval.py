@@ -11,7 +11,7 @@ from ._args import add_data_arguments
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("eval", help="base / new / HM on the test split (adapters or zero-shot CLIP)",
-                              description=__doc__.splitlines()[0])
+                              description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--adapter", nargs="+", metavar="DIR",
                    help="adapter folders written by train, or run folders (their seed*/ adapters); default: "
                         "zero-shot CLIP")

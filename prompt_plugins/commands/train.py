@@ -17,7 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from ..runs.objectives import DEFAULT_RECIPES, METHODS
 
     p = subparsers.add_parser("train", help="tune prompts on the base classes of a real data set, per seed",
-                              description=__doc__.splitlines()[0])
+                              description=" ".join(__doc__.split("\n\n")[0].split()))
     add_data_arguments(p, required=True)
     p.add_argument("--out", required=True, metavar="RUN", help="run folder: adapters go to RUN/seed{N}/")
     p.add_argument("--method", default="coop", choices=METHODS,

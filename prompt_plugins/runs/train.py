@@ -74,7 +74,7 @@ def prepare(plan: TrainPlan) -> tuple[list[SeedJob], torch.device]:
     if epochs is not None and "warmup_epochs" not in plan.overrides and released.warmup_epochs >= epochs:
         raise ConfigError(f"--epochs {epochs} leaves no epoch after recipe {released.name}'s {released.warmup_epochs} "
                           f"warm-up epoch(s): pass --warmup-epochs {epochs - 1} (or fewer), or more --epochs")
-    released.replace(**single_device(plan.overrides))
+    recipe = released.replace(**single_device(plan.overrides))
     device = parse_device(plan.device)
     statuses = plan.check_out()
     shots = plan.shots or released.shots or 16
@@ -83,6 +83,9 @@ def prepare(plan: TrainPlan) -> tuple[list[SeedJob], torch.device]:
         if splits is None or splits.shots_given:
             splits = read_splits(plan.dataset, plan.root, seed=seed, splits_dir=plan.splits, classnames=plan.classnames)
         job = SeedJob(seed, statuses[seed], build_task(splits, shots, seed))
+        if job.task.kind == "video" and (plan.frames or recipe.frames) is None:
+            raise ConfigError(f"{job.task.dataset} holds videos and recipe {recipe.name} sets no frame count: pass "
+                              "--frames T (ViFi-CLIP samples 32)")
         if plan.stage1 is not None:
             job.stage1 = stage1_dir(plan, seed)
             check_stage1(job.stage1, job.task)
