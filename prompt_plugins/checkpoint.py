@@ -45,7 +45,9 @@ def check_template(name: str, value: str) -> str:
 class AdapterConfig(Config):
     """``adapter_config.json`` (format 1). ``prompt``: the prompt module's section (``prompts.prompt_to_dict``);
     ``dpc`` / ``inner``: a DPC adapter's own section and its backbone adapter's config; ``imported_from``:
-    what an importer read. ``format_version`` and ``weights_sha256`` are filled in by ``save_pretrained``."""
+    what an importer read; ``run``: what ``prompt-plugins train`` trained it on (data set, split, base classes,
+    shots, seed, recipe; ``runs/record.py``). ``format_version`` and ``weights_sha256`` are filled in by
+    ``save_pretrained``."""
 
     method: str
     prompt: dict | None = None
@@ -57,6 +59,7 @@ class AdapterConfig(Config):
     dpc: dict | None = None
     inner: dict | None = None
     imported_from: dict | None = None
+    run: dict | None = None
     format_version: int | None = None
     weights_sha256: str | None = None
 
