@@ -52,3 +52,19 @@ def test_demo_runners_do_what_each_method_claims(tmp_path, monkeypatch):
     assert ga2["prompt.soft.visual"].abs().sum() > 0 and not torch.equal(ga2["prompt.soft.visual"], plain["prompt.soft.visual"])
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # CLIP untouched
     assert not any(m._forward_pre_hooks for m in model.modules())  # every runner ejected its adapter
+
+
+def test_tasks_side_by_side_give_the_sequential_table(tmp_path, monkeypatch):
+    """``jobs=2`` runs the image and video tasks in two spawned processes (model weights sent, not re-trained):
+    same rows, same order, same accuracies as one process."""
+    from prompt_plugins.demo import run_demo
+
+    monkeypatch.setenv("PROMPT_PLUGINS_CACHE", str(tmp_path))
+    torch.set_num_threads(2)
+    kwargs = dict(world="tiny", overrides={"pretrain_steps": 2}, methods=["zero-shot", "CoOp", "IVLP"], progress=False)
+    two = run_demo(jobs=2, **kwargs)
+    one = run_demo(jobs=1, **kwargs)
+    assert list(two) == list(one) == [("zero-shot", "image"), ("CoOp", "image"), ("zero-shot", "video"), ("IVLP", "video")]
+    assert all([r[:2] for r in two[k]] == [r[:2] for r in one[k]] for k in one)
+    with pytest.raises(Exception, match="jobs=-1"):
+        run_demo(jobs=-1, **kwargs)

@@ -23,6 +23,17 @@ EXPECTED = {
                   warmup_type="constant", warmup_lr=1e-5, shots=16, n_ctx=16, ctx_init=None)),
     "dpc": (torch.optim.SGD, dict(lr=0.002, **SGD), dict(batch_size=4, epochs=20, warmup_epochs=1,
             warmup_type="constant", warmup_lr=1e-5, shots=16, top_k=8, weight_base=0.2, weight_new=0.0)),
+    # the CoOp-backbone stage-2 files (configs/trainers/SPLE/CoOp/*.yaml): batch, epochs, lr, K, w_b each
+    "dpc_coop_ep20": (torch.optim.SGD, dict(lr=0.002, **SGD), dict(batch_size=4, epochs=20, top_k=8, weight_base=0.5,
+                      weight_new=0.0, n_ctx=4, depth=1, warmup_epochs=1, warmup_lr=1e-5)),
+    "dpc_coop_ep20_bs8top4": (torch.optim.SGD, dict(lr=0.002, **SGD), dict(batch_size=8, epochs=20, top_k=4,
+                              weight_base=0.2, weight_new=0.0)),
+    "dpc_coop_ep20_bs16top2": (torch.optim.SGD, dict(lr=0.002, **SGD), dict(batch_size=16, epochs=20, top_k=2,
+                               weight_base=0.5, weight_new=0.0)),
+    "dpc_coop_ep10_bs2top2": (torch.optim.SGD, dict(lr=0.002, **SGD), dict(batch_size=2, epochs=10, top_k=2,
+                              weight_base=0.5, weight_new=0.0)),
+    "dpc_coop_ep10_lr35": (torch.optim.SGD, dict(lr=0.0035, **SGD), dict(batch_size=4, epochs=10, top_k=8,
+                           weight_base=0.5, weight_new=0.0)),
     "ivlp_vifi": (torch.optim.AdamW, dict(lr=0.04, betas=(0.9, 0.98), eps=1e-8, weight_decay=1e-3),
                   dict(batch_size=64, micro_batch=4, accumulation=2, gpus=8, epochs=11, warmup_epochs=5,
                        warmup_type="linear", warmup_lr=0.0, min_lr_ratio=0.01, n_ctx=16, ctx_init=None, depth=9,
@@ -189,3 +200,21 @@ def test_frozen_and_round_trip():
 def test_bad_inputs(call, match):
     with pytest.raises(ConfigError, match=match):
         call()
+
+
+def test_readme_recipe_table_matches_the_records():
+    """The README's recipe table is what the records hold (one row per recipe, same numbers and source)."""
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    text = text[text.index("## Recipes"):]
+    text = text[: text.index("\n## ")]
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `([\w.-]+)` \|.*$", text, re.M)}
+    assert set(rows) == set(pp.RECIPES)
+    for name, row in rows.items():
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        r = pp.RECIPES[name]
+        assert cells[1:5] == [r.optimizer, f"{r.lr:g}", str(r.batch_size), str(r.epochs)], row
+        assert cells[5].startswith(f"{r.warmup_epochs} {r.warmup_type}"), row
+        assert cells[6] == (f"{r.top_k} / {r.weight_base:g}" if r.top_k else ""), row
+        assert r.source.split(":", 1)[1] in cells[7] and r.source.split("@")[0] in cells[7], row

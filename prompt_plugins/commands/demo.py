@@ -23,6 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-split", default="test", choices=("test", "val"), help=argparse.SUPPRESS)  # tuning
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads (default 0: PyTorch's default, one per core)")
+    p.add_argument("--jobs", type=int, default=0,
+                   help="run the image and video tasks side by side in this many processes (default 0: one per "
+                        "task on CPU, up to the cores and --threads; 1: one process)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=main)
 
@@ -40,9 +43,11 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
 def main(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
+    if args.threads < 0:
+        raise ConfigError(f"--threads {args.threads}: must be >= 0 (0: PyTorch's default, one per core)")
     if args.threads:
         torch.set_num_threads(args.threads)
     run_demo(world=args.world, overrides=_parse_set(args.set), seeds=args.seeds, methods=args.methods,
              video=not args.no_video, device=args.device, progress=not args.quiet, plot=args.plot,
-             evaluation=args.eval_split)
+             evaluation=args.eval_split, jobs=args.jobs)
     return 0

@@ -6,13 +6,16 @@ and the ``clip`` package (the ``demo`` extra); ``import prompt_plugins`` never i
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Sequence
 
+import torch
+
 from ..errors import ConfigError
-from ..training import Timer
+from .parallel import run_tasks
 from .report import check_matplotlib, format_table, save_plot
-from .runners import RUNNERS, Context, seeded
+from .runners import RUNNERS
 from .world import World, load_or_pretrain, preset
 
 Results = dict[tuple[str, str], list[tuple[float, float, float]]]
@@ -20,9 +23,10 @@ Results = dict[tuple[str, str], list[tuple[float, float, float]]]
 
 def run_demo(*, world: str = "default", overrides: dict[str, Any] | None = None, seeds: Sequence[int] = (1,),
              methods: Sequence[str] | None = None, video: bool = True, device: str = "cpu", progress: bool = True,
-             plot: str | None = None, evaluation: str = "test") -> Results:
+             plot: str | None = None, evaluation: str = "test", jobs: int = 0) -> Results:
     """Run the selected runners for every seed, print the table (and save ``plot``); returns
-    ``{(method, task): [(base, new, seconds) per seed]}``."""
+    ``{(method, task): [(base, new, seconds) per seed]}``. ``jobs``: tasks run side by side in that many
+    processes (0: one per task on CPU, up to the cores; 1: in this process)."""
     if plot:
         check_matplotlib()
     cfg = preset(world).with_(**(overrides or {}))
@@ -30,6 +34,10 @@ def run_demo(*, world: str = "default", overrides: dict[str, Any] | None = None,
     runners = [r for r in RUNNERS if (video or r.task != "video") and (not methods or r.name in methods)]
     if not runners:
         raise ConfigError(f"--methods {list(methods or [])} selects nothing; known: {sorted({r.name for r in RUNNERS})}")
+    if jobs < 0:
+        raise ConfigError(f"jobs={jobs}: must be >= 0 (0 picks one process per task on CPU, 1 runs in this process)")
+    if jobs == 0:
+        jobs = 1 if device != "cpu" else max(1, min(2, os.cpu_count() or 1, torch.get_num_threads()))
     total = time.perf_counter()
     model, cached, seconds = load_or_pretrain(cfg, progress=progress, device=device)
     model.to(device)
@@ -37,14 +45,8 @@ def run_demo(*, world: str = "default", overrides: dict[str, Any] | None = None,
           f"({len(the_world.base)} base / {len(the_world.new)} new, new colours unseen in tuning), "
           f"{cfg.shots} shots per base class, {cfg.n_test} test items per class; "
           f"{len(the_world.source)} source classes (other colours) for GA2's hard prompt and anchors")
-    results: Results = {}
-    shared: dict[str, Any] = {}
-    for seed in seeds:
-        ctx = Context(cfg, the_world, model, seed, progress, shared, evaluation)
-        for runner in runners:
-            with Timer() as t:  # every runner starts from the seed (dropout masks, inits): same table cached or not
-                base, new = seeded(seed, lambda: runner.fn(ctx))
-            results.setdefault((runner.name, runner.task), []).append((base, new, t.seconds))
+    results = run_tasks(cfg, model, runners, seeds, progress=progress, evaluation=evaluation, device=device,
+                        jobs=jobs)
     print()
     if evaluation != "test":
         print(f"evaluated on the {evaluation} split (not the reported test split)")

@@ -13,6 +13,10 @@ from ..methods.dpc import DualPromptWrapper, HardNegativeOptimizer
 from ..training import FeatureModel, fit_recipe
 from .tasks import ImageTask, local_labels
 
+#: DPC stage 2 over the CoOp prompt: the released CoOp-backbone config (configs/trainers/SPLE/CoOp/) with the best
+#: mean base accuracy on the *validation* split over seeds 1-3, among the five released ones (benchmarks/RESULTS.md)
+DPC_RECIPE = "dpc_coop_ep20_bs16top2"
+
 
 class ViewDataset:
     """``dataset[i] -> (features of a random view of item i, label)``: where the hard-negative objective fetches
@@ -66,14 +70,14 @@ def run_coop_same_budget(ctx: Any) -> tuple[float, float]:
     """CoOp continued with its own recipe for the epochs DPC's stage 2 adds: stage 1 + stage 2 epochs in all."""
     task: ImageTask = ctx.task("image")
     with ctx.attached("coop", "image", state=ctx.state("coop/image", run_coop)) as prompted:
-        recipe = ctx.recipe("coop").replace(epochs=ctx.recipe("dpc").epochs)
+        recipe = ctx.recipe("coop").replace(epochs=ctx.recipe(DPC_RECIPE).epochs)
         train_ce(ctx, task.train_views, task.split.train_y, prompted, recipe, f"CoOp +{recipe.epochs} epochs (seed {ctx.seed})")
         return ctx.evaluate_text(task, prompted)
 
 
 def run_coop_dpc(ctx: Any) -> tuple[float, float]:
     task: ImageTask = ctx.task("image")
-    recipe = ctx.recipe("dpc")
+    recipe = ctx.recipe(DPC_RECIPE)
     with ctx.attached("coop", "image", state=ctx.state("coop/image", run_coop)) as prompted:
         wrapper = DualPromptWrapper(prompted, ctx.base_names, **recipe.dpc_options()["wrapper"])
         train_hard_negatives(ctx, task.train_views, task.split.train_y, wrapper, recipe,

@@ -51,10 +51,28 @@ DPC_RECIPE = Recipe(
     'loop+converse', which the code treats as converse. The batch's 4 images are the anchors, each with
     top_k = 8 hard negatives (INFER_TOPK). Prompt shape: the PromptKD stage 1 (4 text + 4 visual tokens,
     depth 9, 'a photo of a'); PromptKD's distillation from ViT-L/14 is not modelled. The CoOp-backbone files
-    (configs/trainers/SPLE/CoOp/*.yaml) differ: w_b 0.5 in four of them (ep10_bs2top2, ep10_lr35, ep20,
-    ep20_bs16top2) and 0.2 in ep20_bs8top4; batch 2-16, top_k 2-8, lr 0.002 or 0.0035, 10 or 20 epochs; their
-    backbone is a 4-token depth-1 CoOp prompt: replace(depth=1, n_visual_ctx=0, visual_depth=None,
-    ctx_init=None). Released runs use fp16 prompts: not modelled."""))
+    (configs/trainers/SPLE/CoOp/*.yaml) are the dpc_coop_* recipes. Released runs use fp16 prompts: not modelled."""))
+
+
+
+def _dpc_coop(config: str, *, batch_size: int, epochs: int, lr: float, top_k: int, weight_base: float) -> Recipe:
+    """Stage 2 over a CoOp backbone: ``configs/trainers/SPLE/CoOp/<config>.yaml`` (4-token CoOp prompt)."""
+    return DPC_RECIPE.replace(
+        name="dpc_coop_" + config.removeprefix("vit_b16_"), source=f"{DPC}:configs/trainers/SPLE/CoOp/{config}.yaml",
+        batch_size=batch_size, epochs=epochs, lr=lr, top_k=top_k, weight_base=weight_base, depth=1,
+        n_visual_ctx=0, visual_depth=None, ctx_init=None, notes=_prose(f"""
+        CoOp+DPC stage 2 (trainer StackSPLE_CoOp), MODE converse, WEIGHT_FOR_NEW 0.0, INFER_NONREPEAT True,
+        Dassl SGD with one constant warm-up epoch at 1e-5. Its backbone (BACK_CKPT_PATH) is a 4-token CoOp
+        run, nctx4_cscFalse_ctpend, epoch 50 of vit_b16_ep100; the configs all point at Caltech101 and no
+        per-data-set table exists ({DPC}:configs/trainers/SPLE/CoOp/readme.md)."""))
+
+
+#: the CoOp-backbone stage-2 configs, as released (batch, epochs, lr, K, w_b in each file)
+DPC_COOP = [_dpc_coop("vit_b16_ep20", batch_size=4, epochs=20, lr=0.002, top_k=8, weight_base=0.5),
+            _dpc_coop("vit_b16_ep20_bs8top4", batch_size=8, epochs=20, lr=0.002, top_k=4, weight_base=0.2),
+            _dpc_coop("vit_b16_ep20_bs16top2", batch_size=16, epochs=20, lr=0.002, top_k=2, weight_base=0.5),
+            _dpc_coop("vit_b16_ep10_bs2top2", batch_size=2, epochs=10, lr=0.002, top_k=2, weight_base=0.5),
+            _dpc_coop("vit_b16_ep10_lr35", batch_size=4, epochs=10, lr=0.0035, top_k=8, weight_base=0.5)]
 
 IVLP_VIFI = Recipe(
     name="ivlp_vifi", method="ivlp",
@@ -92,7 +110,8 @@ GA2_HMDB = GA2_RECIPE.replace(
     name="ga2_hmdb", source=f"{GA2}:configs/base2novel/hmdb51/hmdb_base2novel.yaml", lr=0.004,
     notes="HMDB51: solver.lr 4e-2 x clip_ratio 0.1 = 4e-3; otherwise as ga2. " + _GA2_NOTES)
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in (COOP_RECIPE, COOP_EP50, DPC_RECIPE, IVLP_VIFI, GA2_RECIPE, GA2_HMDB)}
+RECIPES: dict[str, Recipe] = {r.name: r for r in (COOP_RECIPE, COOP_EP50, DPC_RECIPE, *DPC_COOP, IVLP_VIFI, GA2_RECIPE,
+                                                  GA2_HMDB)}
 
 
 def get_recipe(name: str) -> Recipe:
