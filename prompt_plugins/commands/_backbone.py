@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
+from ..files import torch_file_kind
 
 
 def load_backbone(spec: str) -> nn.Module:
@@ -39,8 +40,14 @@ def _openai(path: Path) -> nn.Module:
         from clip.model import build_model
     except ImportError:
         raise ConfigError("an OpenAI CLIP checkpoint needs the clip package: pip install 'prompt-plugins[openai]'") from None
+    kind = torch_file_kind(path)  # a bogus file is refused from its first bytes, before anything reads it whole
     try:  # a state dict (what torch.save(model.state_dict()) writes) loads without pickled code
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        if kind == "safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
         state = None
     if isinstance(state, dict) and "visual.proj" in state or isinstance(state, dict) and "text_projection" in state:

@@ -9,7 +9,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..errors import ClassNameError, ConfigError
+from ..tokenization import check_classnames
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
@@ -34,7 +35,15 @@ def read_classnames(path: str | Path) -> list[str]:
     names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if not names:
         raise ConfigError(f"class-name file {str(path)!r} is empty; write one class name per line")
-    return names
+    return _checked(names, f"class-name file {str(path)!r}")
+
+
+def _checked(names: list[str], where: str) -> list[str]:
+    """``check_classnames`` before any data is loaded, its message naming ``where`` the names came from."""
+    try:
+        return check_classnames(names)
+    except ClassNameError as exc:
+        raise ClassNameError(f"{where}: {exc}") from None
 
 
 def class_folders(root: str | Path, classnames: Sequence[str] | None = None) -> list[tuple[str, Path]]:
@@ -46,7 +55,14 @@ def class_folders(root: str | Path, classnames: Sequence[str] | None = None) -> 
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise ConfigError(f"data folder {str(root)!r} has no class sub-folders; expected ROOT/<class name>/<images>")
-    by_name = {p.name.replace("_", " "): p for p in folders}
+    by_name: dict[str, Path] = {}
+    for p in folders:
+        name = p.name.replace("_", " ")
+        if name in by_name:
+            raise ConfigError(f"class folders {by_name[name].name!r} and {p.name!r} in {str(root)!r} both read as "
+                              f"the class {name!r} ('_' reads as a space): rename or merge them")
+        by_name[name] = p
+    _checked(list(by_name), f"class folders of {str(root)!r}")
     if classnames is None:
         pairs = list(by_name.items())
     else:

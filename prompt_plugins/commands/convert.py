@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         options["classnames"] = read_classnames(args.classnames)
     if args.allow_unsafe:
         options["allow_unsafe"] = True
-    out = Path(convert(Path(args.src), Path(args.out_dir), args.format, **options))
+    out = Path(convert(Path(args.src), Path(args.out_dir), args.format, overwrite=args.overwrite, **options))
     config = json.loads((out / CONFIG_NAME).read_text())
     report = config["imported_from"]
     print(f"converted {args.src} ({report['format']}) -> {out}")
@@ -59,6 +59,8 @@ def add_parser(subparsers: Any) -> None:
                     "that prompt_plugins.from_pretrained loads. Pickles are read weights-only.")
     parser.add_argument("src", help="checkpoint file")
     parser.add_argument("out_dir", help="adapter directory to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace an adapter already in OUT_DIR "
+                                                                  "(default: refuse)")
     parser.add_argument("--format", choices=sorted(IMPORTERS) or None,
                         help="checkpoint format (detected when omitted)")
     parser.add_argument("--hard-prompt", help="GA2-CLIP: the hard_prompt_pretrain checkpoint or a .safetensors file")
