@@ -38,13 +38,17 @@ MAX_CONFIG_BYTES = 64 * 2**20
 #: the text after the context slots, and the zero-shot template of ``disabled()``; the one place they are set
 DEFAULT_TEMPLATE = "{}."
 DEFAULT_ZERO_SHOT_TEMPLATE = "a photo of a {}."
+#: the name the run and command modules write their files with (``files.write_atomic``)
+atomic_write_bytes = write_atomic
 
 
 @dataclass
 class AdapterConfig(Config):
     """``adapter_config.json`` (format 1). ``prompt``: the prompt module's section (``prompts.prompt_to_dict``);
     ``dpc`` / ``inner``: a DPC adapter's own section and its backbone adapter's config; ``imported_from``:
-    what an importer read. ``format_version`` and ``weights_sha256`` are filled in by ``save_pretrained``."""
+    what an importer read; ``run``: what ``prompt-plugins train`` trained it on (data set, split, base classes,
+    shots, seed, recipe; ``runs/record.py``). ``format_version`` and ``weights_sha256`` are filled in by
+    ``save_pretrained``."""
 
     method: str
     prompt: dict | None = None
@@ -56,6 +60,7 @@ class AdapterConfig(Config):
     dpc: dict | None = None
     inner: dict | None = None
     imported_from: dict | None = None
+    run: dict | None = None
     format_version: int | None = None
     weights_sha256: str | None = None
 

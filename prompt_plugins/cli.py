@@ -9,7 +9,7 @@ import sys
 from .errors import PromptPluginsError
 
 #: subcommand modules, in help order
-COMMANDS: list[str] = ["demo", "train", "eval", "inspect", "convert"]
+COMMANDS: list[str] = ["demo", "train", "eval", "benchmark", "inspect", "convert"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,8 +16,8 @@ LAYERS = [
     ["model"],
     ["registry", "importers"],
     ["methods"],
-    ["base_new", "training", "recipes"],
-    ["demo"],
+    ["base_new", "training", "recipes", "data"],
+    ["demo", "runs"],
     ["commands", "cli"],
 ]
 

@@ -39,7 +39,9 @@ def test_pretrain_batches_are_deterministic_and_captions_name_the_class():
     x1, y1, c1 = pretrain_batch(TINY, np.random.default_rng(3))
     x2, y2, c2 = pretrain_batch(TINY, np.random.default_rng(3))
     assert torch.equal(x1, x2) and torch.equal(y1, y2) and c1 == c2
-    names = World(TINY).classnames
+    world = World(TINY)
+    names = world.pretrain_classnames  # base, new and the source classes GA2's hard prompt is tuned on
+    assert names[: world.n_classes] == world.classnames
     assert all(c.rstrip(".").endswith(names[y]) for c, y in zip(c1, y1.tolist()))
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
-from ._split import int_at_least
+from ._args import int_at_least
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -1,62 +1,49 @@
-"""``prompt-plugins eval DATA --backbone B [--adapter DIR]``: base / new / HM accuracy on a
-folder-per-class data set (zero-shot when no adapter is given)."""
+"""``prompt-plugins eval --adapter RUN/seed1 [...]``: base / new / HM on the test split the adapter recorded (or of
+zero-shot CLIP: ``--dataset NAME --root DIR --backbone B``); ``--json FILE`` writes the results."""
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-import torch
-
-from ._split import add_data_arguments, split_classes
+from ._args import add_data_arguments
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("eval", help="base / new / HM accuracy of an adapter (or zero-shot) on real data",
-                              description=__doc__.splitlines()[0])
-    add_data_arguments(p)
-    p.add_argument("--adapter", help="adapter folder written by train (default: zero-shot CLIP)")
+    p = subparsers.add_parser("eval", help="base / new / HM on the test split (adapters or zero-shot CLIP)",
+                              description=" ".join(__doc__.split("\n\n")[0].split()))
+    p.add_argument("--adapter", nargs="+", metavar="DIR",
+                   help="adapter folders written by train, or run folders (their seed*/ adapters); default: "
+                        "zero-shot CLIP")
+    add_data_arguments(p, required=False)
+    p.add_argument("--shots", type=int, help="zero-shot / adapters without a record: shots of the split (default 16)")
+    p.add_argument("--seed", type=int, help="zero-shot / adapters without a record: seed of the split (default 1)")
+    p.add_argument("--batch-size", type=int, default=100, help="test batch (default 100, as CoOp)")
+    p.add_argument("--per-class", action="store_true", help="print (and write) the accuracy of every class")
+    p.add_argument("--json", metavar="FILE", help="write the result (a list for several adapters) as JSON")
+    p.add_argument("--quiet", action="store_true", help="print only the result lines")
     p.set_defaults(func=main)
 
 
-@torch.no_grad()
-def _accuracy(prompted, x, y, classes: list[int]) -> float:
-    from ..base_new import accuracy
-    from ..training import eval_mode
-
-    if not classes:
-        return float("nan")
-    keep = torch.isin(y, torch.tensor(classes))
-    lookup = {c: i for i, c in enumerate(classes)}
-    targets = torch.tensor([lookup[int(v)] for v in y[keep]])
-    xs = x[keep]
-    with eval_mode(prompted):
-        logits = torch.cat([prompted(xs[i:i + 64], classes) for i in range(0, len(xs), 64)])
-    return accuracy(logits, targets)
-
-
 def main(args: argparse.Namespace) -> int:
-    from ..backends import resolve
-    from ..base_new import harmonic_mean
-    from ..registry import from_pretrained, wrap
-    from ._backbone import load_backbone
-    from ._data import load_folder, read_classnames
+    from ..checkpoint import atomic_write_bytes
+    from ..runs import EvalPlan, evaluate_adapters
+    from ..runs.plan import check_writable
+    from ..runs.results import adapter_folders, format_result
 
-    names = read_classnames(args.classnames) if args.classnames else None
-    model = load_backbone(args.backbone)
-    backend = resolve(model)
-    data = load_folder(args.data, backend.image_size, classnames=names, frames=args.frames,
-                       progress=not args.quiet)
-    base, new = split_classes(len(data.classnames), args.n_base)
-    if args.adapter:
-        prompted = from_pretrained(model, args.adapter, classnames=data.classnames)
-        label = f"adapter {args.adapter}"
-        b, n = _accuracy(prompted, data.x, data.y, base), _accuracy(prompted, data.x, data.y, new)
-    else:
-        prompted = wrap(model, data.classnames, method="coop", n_ctx=1)
-        label = "zero-shot"
-        with prompted.disabled():
-            b, n = _accuracy(prompted, data.x, data.y, base), _accuracy(prompted, data.x, data.y, new)
-    print(f"{label}: {len(data.y)} items, {len(base)} base / {len(new)} new classes")
-    print(f"{'base':>6} {'new':>6} {'HM':>6}")
-    hm = harmonic_mean(b, n) if new else float("nan")
-    print(f"{b:6.1f} {n:6.1f} {hm:6.1f}")
+    if args.json:
+        check_writable(Path(args.json).parent, "--json")
+    plan = EvalPlan(adapters=adapter_folders(args.adapter or []), dataset=args.dataset, root=args.root,
+                    splits=args.splits, classnames=args.classnames, backbone=args.backbone,
+                    backbone_base=args.backbone_base, shots=args.shots, seed=args.seed, frames=args.frames,
+                    device=args.device, workers=args.workers, threads=args.threads, batch_size=args.batch_size,
+                    per_class=args.per_class)
+    results = evaluate_adapters(plan)
+    for result in results:
+        print(format_result(result))
+    if args.json:
+        data = results[0] if len(results) == 1 else results
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(Path(args.json), (json.dumps(data, indent=2) + "\n").encode())
+        print(f"wrote {args.json}")
     return 0

@@ -17,9 +17,10 @@ def main(args: argparse.Namespace) -> int:
 
     config, tensors = read_adapter(args.adapter)
     shown = config.to_dict()
-    names = shown.get("classnames")
-    if isinstance(names, list) and len(names) > 10:
-        shown["classnames"] = names[:10] + [f"... ({len(names)} in all)"]
+    for section in (shown, shown.get("run") or {}):
+        for key, names in list(section.items()):
+            if isinstance(names, list) and len(names) > 10:
+                section[key] = names[:10] + [f"... ({len(names)} in all)"]
     print(f"adapter {args.adapter}")
     print(json.dumps(shown, indent=2, sort_keys=True))
     print(f"\n{'tensor':<32} {'shape':<20} {'dtype':<10} {'numel':>10}")

@@ -1,73 +1,73 @@
-"""``prompt-plugins train DATA --backbone B --out DIR``: tune prompts on the base classes of a
-folder-per-class data set and save the adapter (safetensors + JSON)."""
+"""``prompt-plugins train --dataset NAME --root DIR --backbone B --out RUN``: tune prompts on the base classes of
+a data set in its published layout with a released recipe, one adapter per seed in ``RUN/seed{N}/``."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-import torch
+from ._args import add_data_arguments, parse_set
 
-from ..errors import ConfigError
-from ._split import add_data_arguments, positive_float, positive_int, split_classes
+#: flag -> recipe field (the flags that override the recipe)
+OVERRIDES = {"epochs": "epochs", "lr": "lr", "batch_size": "batch_size", "warmup_epochs": "warmup_epochs",
+             "weight_decay": "weight_decay", "n_ctx": "n_ctx", "ctx_init": "ctx_init", "depth": "depth",
+             "top_k": "top_k"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="tune prompts on real data (base classes) and save an adapter",
-                              description=__doc__.splitlines()[0])
-    add_data_arguments(p)
-    p.add_argument("--out", required=True, help="adapter folder to write")
-    p.add_argument("--overwrite", action="store_true", help="replace an adapter already in --out (default: refuse)")
-    p.add_argument("--method", default="coop", help="registered method (default: coop)")
-    p.add_argument("--n-ctx", type=positive_int, default=None, help="context tokens (default 16, or ctx-init's length)")
-    p.add_argument("--ctx-init", default=None, help="words to initialise the context, e.g. 'a photo of a'")
-    p.add_argument("--shots", type=positive_int, default=None, help="items per base class (default: all)")
-    p.add_argument("--steps", type=positive_int, default=200, help="optimisation steps (default: 200)")
-    p.add_argument("--lr", type=positive_float, default=2e-3, help="AdamW learning rate (default: 2e-3)")
-    p.add_argument("--batch", type=positive_int, default=32, help="batch size (default: 32)")
-    p.add_argument("--seed", type=int, default=0, help="seed for shots, batches and prompt init (default: 0)")
+    from ..recipes import RECIPES
+    from ..runs.objectives import DEFAULT_RECIPES, METHODS
+
+    p = subparsers.add_parser("train", help="tune prompts on the base classes of a real data set, per seed",
+                              description=" ".join(__doc__.split("\n\n")[0].split()))
+    add_data_arguments(p, required=True)
+    p.add_argument("--out", required=True, metavar="RUN", help="run folder: adapters go to RUN/seed{N}/")
+    p.add_argument("--method", default="coop", choices=METHODS,
+                   help="coop, ivlp (deep text + visual prompts), dpc (stage 2, needs --from), ga2 (needs "
+                        "--hard-prompt)")
+    p.add_argument("--recipe", choices=sorted(RECIPES), help="released recipe (default: "
+                   + ", ".join(f"{m} -> {r}" for m, r in DEFAULT_RECIPES.items()) + ")")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1], help="seeds to run (default: 1); e.g. --seeds 1 2 3")
+    p.add_argument("--shots", type=int, help="training items per base class (default: the recipe's, 16)")
+    g = p.add_argument_group("recipe overrides")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--batch-size", type=int, help="items per optimisation step")
+    g.add_argument("--warmup-epochs", type=int)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--n-ctx", type=int, help="context tokens (random init unless --ctx-init)")
+    g.add_argument("--ctx-init", help="words initialising the context, e.g. 'a photo of a'")
+    g.add_argument("--depth", type=int, help="prompt depth")
+    g.add_argument("--top-k", type=int, help="DPC: hard negatives per anchor")
+    g.add_argument("--set", nargs="+", metavar="FIELD=VALUE", help="any other recipe field, e.g. --set momentum=0.8")
+    m = p.add_argument_group("method inputs")
+    m.add_argument("--from", dest="stage1", metavar="RUN", help="dpc: the stage-1 run (or adapter) of the same data")
+    m.add_argument("--hard-prompt", metavar="FILE", help="ga2: the hard prompt (checkpoint, .safetensors or adapter)")
+    m.add_argument("--anchors", metavar="DIR|SPLITFILE", help="ga2: unlabelled anchor clips (a folder or a list)")
+    m.add_argument("--anchors-root", metavar="DIR", help="ga2: the folder a --anchors list's paths are relative to")
+    m.add_argument("--anchor-weight", type=float, default=1.0, help="ga2: weight of the anchor term (default 1)")
+    p.add_argument("--resume", action="store_true", help="continue interrupted seeds, skip finished ones")
+    p.add_argument("--overwrite", action="store_true", help="replace adapters already in RUN/seed{N}/")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    p.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: stop as if killed after N epochs
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..backends import resolve
-    from ..checkpoint import check_save_target, save_pretrained
-    from ..model import PromptedCLIP
-    from ..registry import get_method, wrap
-    from ..training import FeatureModel, encode_images, fit
-    from ._backbone import load_backbone
-    from ._data import load_folder, read_classnames
+    from ..runs import TrainPlan, train
+    from ..runs.trainer import Stopped
 
-    out_dir = Path(args.out)
-    check_save_target(out_dir, args.overwrite, "--out")  # before minutes of training, not after
-    get_method(args.method)
-    names = read_classnames(args.classnames) if args.classnames else None
-    model = load_backbone(args.backbone)
-    backend = resolve(model)
-    data = load_folder(args.data, backend.image_size, classnames=names, frames=args.frames, shots=args.shots,
-                       seed=args.seed, progress=not args.quiet)
-    base, new = split_classes(len(data.classnames), args.n_base)
-    keep = torch.isin(data.y, torch.tensor(base))
-    x, y = data.x[keep], data.y[keep]
-    options = {k: v for k, v in (("n_ctx", args.n_ctx), ("ctx_init", args.ctx_init)) if v is not None}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(args.seed)
-        prompted = wrap(model, data.classnames, method=args.method, **options)
-    if not hasattr(prompted, "trainable_parameters"):
-        raise ConfigError(f"method {args.method!r} built a {type(prompted).__name__} without trainable_parameters()")
-    print(f"{len(data.classnames)} classes ({len(base)} base, {len(new)} new); training on {len(y)} base items "
-          f"with {args.method}; trainable parameters: {sum(p.numel() for p in prompted.trainable_parameters()):,}")
-    base_idx = torch.tensor(base)
-    if isinstance(prompted, PromptedCLIP) and prompted.prompt().visual is None:
-        feats = encode_images(prompted, x)
-        head = FeatureModel(prompted, backend.logit_scale.exp().item())
-
-        def logits_fn(idx):
-            return head(feats[idx], classes=base)
-    else:
-        def logits_fn(idx):
-            return prompted(x[idx])[:, base_idx]
-    loss = fit(logits_fn, prompted.trainable_parameters(), y, steps=args.steps, lr=args.lr, batch=args.batch,
-               seed=args.seed, desc="training prompts", progress=not args.quiet)
-    out = save_pretrained(prompted, out_dir, overwrite=args.overwrite)
-    print(f"final loss {loss:.4f}; saved adapter to {out}")
+    overrides = {field: getattr(args, flag) for flag, field in OVERRIDES.items() if getattr(args, flag) is not None}
+    if args.n_ctx is not None and args.ctx_init is None:
+        overrides["ctx_init"] = None  # N tokens drawn from N(0, 0.02^2), not the recipe's init words
+    overrides.update(parse_set(args.set))
+    plan = TrainPlan(dataset=args.dataset, root=args.root, backbone=args.backbone, out=args.out, method=args.method,
+                     recipe=args.recipe, overrides=overrides, seeds=args.seeds, shots=args.shots, frames=args.frames,
+                     splits=args.splits, classnames=args.classnames, stage1=args.stage1, hard_prompt=args.hard_prompt,
+                     anchors=args.anchors, anchors_root=args.anchors_root, anchor_weight=args.anchor_weight,
+                     backbone_base=args.backbone_base, device=args.device, workers=args.workers, threads=args.threads,
+                     resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, stop_after=args.stop_after)
+    try:
+        train(plan)
+    except Stopped as stop:
+        print(f"{stop}; continue with --resume")
+        return 3
     return 0

@@ -47,6 +47,8 @@ class WorldConfig:
     shift_scale: float = 1.0
     shift_stripes: float = 0.2
     shift_noise: float = 0.0
+    #: added to the background brightness (pretraining: dark grey 0.05-0.3)
+    shift_background: float = 0.0
     # CoOp context tokens of the demo's prompts
     n_ctx: int = 16
 

@@ -31,9 +31,10 @@ def render_labels(cfg: WorldConfig, rng: np.random.Generator, labels: np.ndarray
     scale = cfg.shift_scale if shifted else 1.0
     stripes = cfg.shift_stripes if shifted else 0.0
     noise = 0.05 + (cfg.shift_noise if shifted else 0.0)
+    lift = cfg.shift_background if shifted else 0.0
     cx, cy, r, angle = _layout(rng, len(labels), cfg.size_range, scale)
     if frames is None:
-        return normalise(draw(rng, colour, shape, cx, cy, r, angle, cfg.image_size, stripes, noise))
+        return normalise(draw(rng, colour, shape, cx, cy, r, angle, cfg.image_size, stripes, noise, lift))
     motion = np.asarray(list(MOTIONS.values()), dtype=np.float64)[rng.integers(len(MOTIONS), size=len(labels))]
     t = np.arange(frames) - (frames - 1) / 2  # (T,)
     rep = lambda a: np.repeat(a, frames)  # noqa: E731  per-frame copies, clip-major
@@ -48,7 +49,7 @@ def render_labels(cfg: WorldConfig, rng: np.random.Generator, labels: np.ndarray
         g = np.random.default_rng(seeds[i])
         clips.append(draw(g, np.repeat(colour[i], frames), np.repeat(shape[i], frames),
                           rep(cx)[sl] + d[sl, 0] * tt[sl], rep(cy)[sl] + d[sl, 1] * tt[sl], r_t[sl],
-                          rep(angle)[sl] + d[sl, 3] * tt[sl], cfg.image_size, stripes, noise))
+                          rep(angle)[sl] + d[sl, 3] * tt[sl], cfg.image_size, stripes, noise, lift))
     return normalise(np.stack(clips))
 
 

@@ -36,9 +36,9 @@ def shape_masks(shape: np.ndarray, cx: np.ndarray, cy: np.ndarray, r: np.ndarray
     return np.take_along_axis(regions, shape[None, :, None, None], axis=0)[0].astype(np.float32)
 
 
-def background(rng: np.random.Generator, n: int, size: int, stripes: float = 0.0) -> np.ndarray:
+def background(rng: np.random.Generator, n: int, size: int, stripes: float = 0.0, lift: float = 0.0) -> np.ndarray:
     """(N, 3, S, S) dark grey backgrounds; ``stripes`` > 0 adds randomly oriented coloured stripes."""
-    base = rng.uniform(0.05, 0.3, size=(n, 1, 1, 1)).astype(np.float32)
+    base = (rng.uniform(0.05, 0.3, size=(n, 1, 1, 1)) + lift).astype(np.float32)
     out = np.broadcast_to(base, (n, 3, size, size)).copy()
     if stripes > 0:
         x, y = _grid(size)
@@ -52,13 +52,14 @@ def background(rng: np.random.Generator, n: int, size: int, stripes: float = 0.0
 
 
 def draw(rng: np.random.Generator, colour: np.ndarray, shape: np.ndarray, cx: np.ndarray, cy: np.ndarray,
-         r: np.ndarray, angle: np.ndarray, size: int, stripes: float = 0.0, noise: float = 0.05) -> np.ndarray:
+         r: np.ndarray, angle: np.ndarray, size: int, stripes: float = 0.0, noise: float = 0.05,
+         lift: float = 0.0) -> np.ndarray:
     """Render N shapes (colour ids into ``COLOURS``) -> (N, 3, S, S) float32 in [0, 1]."""
     n = len(shape)
     palette = np.asarray(list(COLOURS.values()), dtype=np.float32)
     rgb = np.clip(palette[colour] + rng.normal(0, 0.04, size=(n, 3)), 0, 1).astype(np.float32)
     mask = shape_masks(shape, cx, cy, r, angle, size)[:, None]
-    img = background(rng, n, size, stripes) * (1 - mask) + rgb[:, :, None, None] * mask
+    img = background(rng, n, size, stripes, lift) * (1 - mask) + rgb[:, :, None, None] * mask
     img += rng.normal(0, noise, size=img.shape).astype(np.float32)
     return np.clip(img, 0, 1)
 

@@ -1,0 +1,83 @@
+"""Folder-per-class layouts: ImageNet's (``images/{train,val}/<wnid>/*`` + ``classnames.txt``) and the generic
+``imagefolder`` (``ROOT/{train,val,test}/<class>/*``). Labels follow the sorted folder names (as CoOp's ImageNet
+reader does); the items of a class are sorted by name (Dassl lists them in ``os.listdir`` order, which depends on
+the file system, so ImageNet's few-shot draws are reproducible here but not equal to a given Dassl run's)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ConfigError
+from .splits import IMAGE_EXTS, VIDEO_EXTS, Item, Splits, checked_classnames, need_dir, need_file, sample_kind
+
+
+def read_folder_classnames(path: Path) -> dict[str, str]:
+    """ImageNet's ``classnames.txt``: ``<folder> <class name words>`` per line -> {folder: name}."""
+    need_file(path, "class-name file", "it lists '<folder> <class name>' per line (CoOp's ImageNet classnames.txt)")
+    out: dict[str, str] = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        folder, _, name = line.strip().partition(" ")
+        if not name.strip():
+            raise ConfigError(f"{path}:{n}: {line!r} has no class name; expected '<folder> <class name>'")
+        out[folder] = name.strip()
+    return out
+
+
+def class_folders(split_dir: Path) -> list[Path]:
+    folders = sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(folders) < 2:
+        raise ConfigError(f"{str(split_dir)!r} has {len(folders)} class folder(s); expected ROOT/<split>/<class>/"
+                          "<items> with at least 2 classes")
+    return folders
+
+
+def folder_items(folder: Path, label: int) -> list[Item]:
+    """Images, video files or frame folders of one class folder, sorted by name."""
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith(".")
+                     and (p.is_dir() or p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS))
+    if not entries:
+        raise ConfigError(f"class folder {str(folder)!r} is empty; it needs images, frame folders or videos "
+                          f"({', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})")
+    return [Item(str(p), label) for p in entries]
+
+
+def read_split_folder(split_dir: Path, labels: dict[str, int]) -> list[Item]:
+    """Items of ``split_dir/<folder>/*`` for the folders in ``labels``; a folder not in it is an error."""
+    items: list[Item] = []
+    for folder in class_folders(split_dir):
+        if folder.name not in labels:
+            raise ConfigError(f"class folder {str(folder)!r} is not a class of the training split; every split "
+                              "must use the training split's class folders")
+        items += folder_items(folder, labels[folder.name])
+    return items
+
+
+def read_image_folder(name: str, root: Path, *, train: str = "train", test: str = "test", val: str | None = "val",
+                      classnames: Path | None = None) -> Splits:
+    """``root/<train>/<class>/*`` and ``root/<test>/<class>/*`` (``<val>`` optional). Class names: the
+    ``classnames`` file (``<folder> <name>`` lines) or the folder names with '_' read as a space."""
+    need_dir(root, f"{name} folder", f"expected {root}/{train}/<class>/<items> and {root}/{test}/<class>/<items>")
+    train_dir = need_dir(root / train, f"{name} training split", f"create {root / train}/<class>/<items>")
+    test_dir = need_dir(root / test, f"{name} test split", f"create {root / test}/<class>/<items>")
+    folders = class_folders(train_dir)
+    mapping = read_folder_classnames(classnames) if classnames is not None else {}
+    missing = [f.name for f in folders if classnames is not None and f.name not in mapping]
+    if missing:
+        raise ConfigError(f"{classnames} has no class name for the folders {missing[:5]}; add a "
+                          "'<folder> <class name>' line for each")
+    names = [mapping.get(f.name, f.name.replace("_", " ")) for f in folders]
+    seen: dict[str, str] = {}
+    for f, name in zip(folders, names):
+        if name in seen:  # 'red circle' and 'red_circle' would be two labels with one prompt
+            raise ConfigError(f"class folders {seen[name]!r} and {f.name!r} in {str(train_dir)!r} both read as the "
+                              f"class {name!r} ('_' reads as a space): rename or merge them")
+        seen[name] = f.name
+    checked_classnames(names, f"class folders of {str(train_dir)!r}")
+    labels = {f.name: i for i, f in enumerate(folders)}
+    train_items = [it for f in folders for it in folder_items(f, labels[f.name])]
+    val_items = read_split_folder(root / val, labels) if val and (root / val).is_dir() and val != test else []
+    splits = Splits(name, names, train_items, read_split_folder(test_dir, labels), val_items,
+                    source={"train": str(train_dir), "test": str(test_dir)})
+    splits.kind = sample_kind(splits.train, str(train_dir))
+    return splits

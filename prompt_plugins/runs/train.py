@@ -1,0 +1,174 @@
+"""``train(plan)``: every seed of a ``TrainPlan``, checked in full before the backbone loads, then trained with
+the recipe and saved as ``OUT/seed{N}/`` (an adapter whose ``run`` section records the split, the method and the
+recipe). The ``train`` command is a thin front-end over this."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoint import CONFIG_NAME, RawAdapter, read_adapter, save_pretrained
+from ..data import Item, Task, build_task, dataset_for, read_splits
+from ..data.splits import IMAGE_EXTS, VIDEO_EXTS
+from ..errors import ConfigError
+from .objectives import cross_entropy, dpc, effective_recipe, method_recipe, single_device
+from .plan import TrainPlan, parse_device
+from .progress import Progress
+from .record import RunRecord, compare_split, read_record
+from .state import STATE_NAME
+from .trainer import fit
+
+
+@dataclass
+class SeedJob:
+    seed: int
+    status: str
+    task: Task
+    stage1: Path | None = None
+
+
+def stage1_dir(plan: TrainPlan, seed: int) -> Path:
+    """DPC's ``--from`` for ``seed``: RUN/seed{N} of a run folder, or the adapter folder itself."""
+    run = Path(plan.stage1)
+    for folder in (run / f"seed{seed}", run):
+        if (folder / CONFIG_NAME).is_file():
+            return folder
+    raise ConfigError(f"--from {plan.stage1!r} holds no adapter for seed {seed} (looked for {run / f'seed{seed}'} "
+                      "and the folder itself); train the stage-1 run for every seed first")
+
+
+def check_stage1(folder: Path, task: Task) -> None:
+    config, _ = read_adapter(folder)
+    record = read_record(config, str(folder / CONFIG_NAME))
+    if record is None:
+        raise ConfigError(f"--from {str(folder)!r} was not written by train (no 'run' record), so its split cannot be "
+                          "checked; train the stage-1 run with prompt-plugins train")
+    compare_split(record, task.record(), f"--from {folder}")
+    if (record.shots, record.seed) != (task.shots, task.seed):
+        raise ConfigError(f"--from {str(folder)!r} was trained with {record.shots} shots, seed {record.seed}; this run "
+                          f"uses {task.shots} shots, seed {task.seed}: DPC's stage 2 must see the same few-shot set")
+
+
+def anchor_items(plan: TrainPlan) -> list[Item]:
+    """GA2's anchors: the clips / images of a folder, or the first column of a split file (paths relative to
+    ``--anchors-root``, else to the file's folder)."""
+    path = Path(plan.anchors)
+    if path.is_dir():
+        items = [Item(str(p), 0) for p in sorted(path.iterdir()) if not p.name.startswith(".")
+                 and (p.is_dir() or p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)]
+    else:
+        root = Path(plan.anchors_root) if plan.anchors_root else path.parent
+        items = [Item(str(root / line.split()[0]), 0) for line in path.read_text().splitlines() if line.strip()]
+    if not items:
+        raise ConfigError(f"--anchors {plan.anchors!r} holds no clips or images")
+    return items
+
+
+def prepare(plan: TrainPlan) -> tuple[list[SeedJob], torch.device]:
+    """Every check that needs no model: recipe and flags, data set and split of every seed, output folders,
+    DPC's stage-1 runs, the device."""
+    released = method_recipe(plan.method, plan.recipe)
+    epochs = plan.overrides.get("epochs")
+    if epochs is not None and "warmup_epochs" not in plan.overrides and released.warmup_epochs >= epochs:
+        raise ConfigError(f"--epochs {epochs} leaves no epoch after recipe {released.name}'s {released.warmup_epochs} "
+                          f"warm-up epoch(s): pass --warmup-epochs {epochs - 1} (or fewer), or more --epochs")
+    recipe = released.replace(**single_device(plan.overrides))
+    device = parse_device(plan.device)
+    statuses = plan.check_out()
+    shots = plan.shots or released.shots or 16
+    jobs, splits = [], None
+    for seed in plan.seeds:
+        if splits is None or splits.shots_given:
+            splits = read_splits(plan.dataset, plan.root, seed=seed, splits_dir=plan.splits, classnames=plan.classnames)
+        job = SeedJob(seed, statuses[seed], build_task(splits, shots, seed))
+        if job.task.kind == "video" and (plan.frames or recipe.frames) is None:
+            raise ConfigError(f"{job.task.dataset} holds videos and recipe {recipe.name} sets no frame count: pass "
+                              "--frames T (ViFi-CLIP samples 32)")
+        if plan.stage1 is not None:
+            job.stage1 = stage1_dir(plan, seed)
+            check_stage1(job.stage1, job.task)
+        jobs.append(job)
+    if plan.anchors is not None:
+        anchor_items(plan)
+    from .backbone import check_backbone_spec
+
+    check_backbone_spec(plan.backbone, plan.backbone_base)
+    return jobs, device
+
+
+def train(plan: TrainPlan) -> list[Path]:
+    """Train every seed of ``plan``; returns the adapter folders written."""
+    from .backbone import load_backbone
+
+    jobs, device = prepare(plan)
+    if plan.threads:
+        torch.set_num_threads(plan.threads)
+    model = load_backbone(plan.backbone, plan.backbone_base).to(device)
+    written = []
+    for job in jobs:
+        if job.status == "done":
+            print(f"seed {job.seed}: {plan.seed_dir(job.seed)} is finished; skipped (--resume)")
+            continue
+        written.append(train_seed(plan, job, model, device))
+    return written
+
+
+def _describe(task: Task, recipe: Any, method: str) -> str:
+    return (f"{task.dataset}: {len(task.classnames)} classes ({len(task.base)} base / {len(task.new)} new), "
+            f"{task.shots} shots, seed {task.seed}: {len(task.train)} training items; {method} with recipe "
+            f"{recipe.name} ({recipe.optimizer} lr {recipe.lr:g}, {recipe.epochs} epochs, batch {recipe.batch_size})")
+
+
+def train_seed(plan: TrainPlan, job: SeedJob, model: torch.nn.Module, device: torch.device) -> Path:
+    from ..backends import resolve
+
+    backend = resolve(model)
+    recipe, notes = effective_recipe(plan.method, plan.recipe, plan.overrides, backend)
+    frames = plan.frames or recipe.frames
+    task, seed, folder = job.task, job.seed, plan.seed_dir(job.seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    state_path = folder / STATE_NAME
+    if job.status == "new" and state_path.exists():
+        state_path.unlink()
+    size = backend.image_size
+    train_set = dataset_for(task, task.train, size, frames, train=True, seed=seed)
+    if plan.method == "dpc":
+        objective = dpc(model, task, recipe, seed, job.stage1, train_set)
+    else:
+        anchors = None
+        if plan.anchors is not None:
+            from ..data import ItemDataset, transforms_for
+
+            items = anchor_items(plan)
+            anchors = ItemDataset(items, transforms_for(task, size, frames, True), seed=seed,
+                                  video=task.kind == "video")
+        objective = cross_entropy(model, task, recipe, seed, hard_prompt=plan.hard_prompt, anchors=anchors,
+                                  anchor_weight=plan.anchor_weight)
+    objective.adapter.to(device)  # prompts are built on the CPU
+    progress = Progress(recipe.epochs, len(task.train) // min(recipe.batch_size, len(task.train)),
+                        desc=f"seed {seed}", batch=min(recipe.batch_size, len(task.train)), enabled=plan.progress)
+    n_params = sum(p.numel() for p in objective.params())
+    print(_describe(task, recipe, plan.method) + f"; {n_params:,} trainable parameters", flush=True)
+    for note in notes + objective.notes:
+        print(f"  note: {note}", flush=True)
+    record = RunRecord(**task.record(), method=plan.method, recipe=recipe.to_dict(), backbone=plan.backbone,
+                       root=str(Path(plan.root).resolve()), splits=plan.splits, frames=frames if task.kind == "video"
+                       else None, stage1=str(job.stage1) if job.stage1 else None, hard_prompt=plan.hard_prompt,
+                       anchors=plan.anchors, epochs=recipe.epochs)
+    fingerprint = {k: v for k, v in record.to_dict().items() if k not in ("root", "source")}
+    fingerprint["anchor_weight"] = plan.anchor_weight
+    try:
+        result = fit(objective, train_set, recipe, seed=seed, device=device, workers=plan.workers,
+                     state_path=state_path, plan=fingerprint, resume=job.status == "resume", progress=progress,
+                     stop_after=plan.stop_after)
+        adapter = objective.adapter
+        config = adapter.adapter_config().replace(run=record.to_dict())
+        save_pretrained(RawAdapter(config, adapter.adapter_state_dict()), folder)
+        state_path.unlink(missing_ok=True)
+    finally:
+        objective.adapter.eject()
+    rate = f", {result.items_per_s:.1f} items/s" if result.seconds else ""
+    print(f"seed {seed}: saved {folder} (final loss {result.loss:.4f}, {result.seconds:.1f} s{rate})", flush=True)
+    return folder
