@@ -73,7 +73,8 @@ def read_image_folder(name: str, root: Path, *, train: str = "train", test: str 
             raise ConfigError(f"class folders {seen[name]!r} and {f.name!r} in {str(train_dir)!r} both read as the "
                               f"class {name!r} ('_' reads as a space): rename or merge them")
         seen[name] = f.name
-    checked_classnames(names, f"class folders of {str(train_dir)!r}")
+    checked_classnames(names, f"class-name file {str(classnames)!r}" if classnames is not None
+                       else f"class folders of {str(train_dir)!r}")
     labels = {f.name: i for i, f in enumerate(folders)}
     train_items = [it for f in folders for it in folder_items(f, labels[f.name])]
     val_items = read_split_folder(root / val, labels) if val and (root / val).is_dir() and val != test else []
