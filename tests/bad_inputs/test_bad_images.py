@@ -180,7 +180,7 @@ SIZE = 4
                               torch.bool]),
        layout=st.sampled_from([None, "BTCHW", "BCTHW"]),
        scale=st.sampled_from([1.0, 255.0]), poison=st.sampled_from([None, float("nan"), float("inf")]))
-def test_check_images_accepts_only_what_it_can_read_and_never_guesses(dims, dtype, layout, scale, poison):
+def test_property_check_images_accepts_only_what_it_can_read_and_never_guesses(dims, dtype, layout, scale, poison):
     g = torch.Generator().manual_seed(len(dims))
     x = (torch.rand(dims, generator=g) * scale).to(dtype)
     if poison is not None and x.numel() and x.is_floating_point():

@@ -6,7 +6,8 @@ answer without a word), ``crash`` (a traceback or a raw library error, now or at
 (runaway time/memory), ``safety`` (data on disk or module state left wrong), ``unclear`` (a typed error that
 misled, named no fix, or came only after minutes of wasted work), ``ok`` (already right: kept as a guard; these
 pass on the code before the issue too) or ``new`` (a check of an option added for the issue: ``layout``,
-``video_layout``, ``check_range``, ``overwrite``, ``allow_other_backend``)."""
+``video_layout``, ``check_range``, ``overwrite``, ``allow_other_backend``) or ``property`` (a Hypothesis test
+over generated shapes, dtypes, names or selectors). ``count_cases.py`` counts them for the README."""
 from __future__ import annotations
 
 import os

@@ -142,7 +142,7 @@ WORDS = st.sampled_from(["cat", "Cat", "cat ", " cat", "dog", "DOG", "red circle
 
 @settings(max_examples=150, deadline=None)
 @given(names=st.lists(WORDS, min_size=1, max_size=6))
-def test_class_names_are_refused_exactly_when_two_normalise_alike(names):
+def test_property_class_names_are_refused_exactly_when_two_normalise_alike(names):
     keys = [normalize_classname(n) for n in names]
     if len(set(keys)) < len(keys):
         with pytest.raises(ClassNameError):
@@ -157,7 +157,7 @@ SELECTOR_ITEMS = st.one_of(st.integers(-2, 5), st.booleans(), st.floats(-1, 4, a
 
 @settings(max_examples=250, deadline=None)
 @given(items=st.lists(SELECTOR_ITEMS, max_size=5), as_tensor=st.booleans())
-def test_selectors_give_the_reference_indices_or_a_class_name_error(items, as_tensor):
+def test_property_selectors_give_the_reference_indices_or_a_class_name_error(items, as_tensor):
     """The reference reading: all names, all bools (a mask of length 3), or all ints; in range, each once."""
     n = len(NAMES)
     if all(isinstance(i, str) for i in items) and items:
