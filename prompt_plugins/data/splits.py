@@ -48,7 +48,7 @@ def need_dir(path: Path, what: str, fix: str) -> Path:
 
 def need_file(path: Path, what: str, fix: str) -> Path:
     if not path.is_file():
-        raise ConfigError(f"{what} {str(path)!r} does not exist; {fix}")
+        raise ConfigError(f"{what} {str(path)!r} {'is a folder' if path.is_dir() else 'does not exist'}; {fix}")
     return path
 
 

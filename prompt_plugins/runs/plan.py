@@ -56,6 +56,8 @@ def check_writable(path: Path, flag: str) -> None:
     probe = path
     while not probe.exists():
         probe = probe.parent
+    if not probe.is_dir():  # a file on the way: no folder can be created under it (found after training otherwise)
+        raise ConfigError(f"{flag} {str(path)!r} cannot be created: {str(probe)!r} is a file; pass another folder")
     if not os.access(probe, os.W_OK):
         raise ConfigError(f"{flag} {str(path)!r} is not writable ({str(probe)!r} is not); pass a folder you can "
                           "write to")

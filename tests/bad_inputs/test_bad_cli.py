@@ -144,6 +144,22 @@ def test_bad_out_fails_before_training(data, backbone, tmp_path, capsys, make, w
     assert tree(tmp_path) == before
 
 
+def test_crash_train_out_under_a_file_fails_before_training(data, backbone, tmp_path, capsys):
+    _written(tmp_path / "notes", "x")
+    before = tree(tmp_path)
+    code, err = _run(_train(data, backbone, tmp_path / "notes" / "run"), capsys)
+    assert code == 2 and "cannot be created" in err and "notes' is a file" in err and "epoch" not in err, err
+    assert tree(tmp_path) == before
+
+
+def test_unclear_classnames_file_that_is_a_folder(tmp_path, capsys):
+    src = tmp_path / "model.pth.tar-5"
+    torch.save({"state_dict": {"ctx": torch.zeros(2, 64)}, "epoch": 5}, src)
+    code, err = _run(["convert", src, tmp_path / "out", "--classnames", tmp_path], capsys)
+    assert code == 2 and "class-name file" in err and "is a folder" in err, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_ok_train_unknown_method_fails_before_loading(data, backbone, tmp_path, capsys):
     code, err = _exit_status(_train(data, backbone, tmp_path / "out", "--method", "lora"), capsys)
     assert code == 2 and "argument --method" in err and "invalid choice: 'lora'" in err, err
