@@ -68,11 +68,11 @@ def read_image_folder(name: str, root: Path, *, train: str = "train", test: str 
                           "'<folder> <class name>' line for each")
     names = [mapping.get(f.name, f.name.replace("_", " ")) for f in folders]
     seen: dict[str, str] = {}
-    for f, name in zip(folders, names):
-        if name in seen:  # 'red circle' and 'red_circle' would be two labels with one prompt
-            raise ConfigError(f"class folders {seen[name]!r} and {f.name!r} in {str(train_dir)!r} both read as the "
-                              f"class {name!r} ('_' reads as a space): rename or merge them")
-        seen[name] = f.name
+    for f, classname in zip(folders, names):
+        if classname in seen:  # 'red circle' and 'red_circle' would be two labels with one prompt
+            raise ConfigError(f"class folders {seen[classname]!r} and {f.name!r} in {str(train_dir)!r} both read as "
+                              f"the class {classname!r} ('_' reads as a space): rename or merge them")
+        seen[classname] = f.name
     checked_classnames(names, f"class-name file {str(classnames)!r}" if classnames is not None
                        else f"class folders of {str(train_dir)!r}")
     labels = {f.name: i for i, f in enumerate(folders)}
