@@ -10,18 +10,7 @@ import prompt_plugins as pp
 from prompt_plugins.classes import class_indices
 from prompt_plugins.errors import ClassNameError, ConfigError
 from prompt_plugins.tokenization import check_classnames, normalize_classname
-from bad_cases import NAMES, refused, wrapped
-from tiny_models import make_model
-
-
-@pytest.fixture(scope="module")
-def model():
-    return make_model("openai")
-
-
-@pytest.fixture
-def prompted(model):
-    yield from wrapped(model)
+from bad_cases import NAMES, refused
 
 
 # ---------------------------------------------------------------------------- selectors

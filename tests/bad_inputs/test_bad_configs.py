@@ -10,14 +10,8 @@ import prompt_plugins as pp
 from prompt_plugins.checkpoint import CONFIG_NAME
 from prompt_plugins.errors import CheckpointError, ClassNameError, ConfigError
 from bad_cases import refused, tree
-from tiny_models import make_model
 
 NAMES = ["red circle", "blue square", "green triangle"]
-
-
-@pytest.fixture(scope="module")
-def model():
-    return make_model("openai")
 
 
 # ---------------------------------------------------------------------------- wrap options

@@ -16,20 +16,10 @@ from prompt_plugins.errors import (
     BackendMismatchWarning, CheckpointError, ClassNameError, ConfigError, UnsafeCheckpointError,
 )
 from prompt_plugins.importers import convert, read_checkpoint, safe_load
-from bad_cases import NAMES, refused, tree, wrapped
+from bad_cases import NAMES, refused, tree
 from tiny_models import make_model
 
 BIG = 3 * 2**30  # a sparse 3 GiB file: instant to make, and reading it whole would take seconds and 3 GiB
-
-
-@pytest.fixture(scope="module")
-def model():
-    return make_model("openai")
-
-
-@pytest.fixture
-def prompted(model):
-    yield from wrapped(model)
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,10 @@ import prompt_plugins as pp
 from prompt_plugins.errors import ConfigError, PromptPluginsError, ShapeError
 from prompt_plugins.inputs import PIXEL_BOUND, check_images
 from bad_cases import NAMES, refused, wrapped
-from tiny_models import images, make_model
+from tiny_models import images
 
 RANGE = ("look like 0-255 pixels", "x / 255", "check_range=False")
 NAN = ("NaN/inf values", "NaN logits")
-
-
-@pytest.fixture(scope="module")
-def model():
-    return make_model("openai")
 
 
 @pytest.fixture

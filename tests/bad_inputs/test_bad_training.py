@@ -15,11 +15,6 @@ NAMES = ["red circle", "blue square", "green triangle", "yellow star"]
 BASE = NAMES[:3]
 
 
-@pytest.fixture(scope="module")
-def model():
-    return make_model("openai")
-
-
 @pytest.fixture
 def dpc(model):
     wrapper = pp.wrap(model, NAMES, method="dpc", base_classes=BASE, n_ctx=2)
