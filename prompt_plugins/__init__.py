@@ -10,6 +10,7 @@ from ._version import __version__
 from .backends import resolve
 from .checkpoint import save_pretrained
 from .errors import (
+    BackendMismatchWarning,
     CheckpointError,
     ClassNameError,
     ConfigError,
@@ -31,7 +32,7 @@ __all__ = [
     "__version__", "wrap", "from_pretrained", "save_pretrained", "register_method", "METHODS", "resolve",
     "PromptedCLIP", "PromptModule", "Prompts", "SoftPrompt",
     "PromptPluginsError", "UnsupportedModelError", "ClassNameError", "PromptTooLongError", "ShapeError",
-    "ConfigError", "CheckpointError", "UnsafeCheckpointError",
+    "ConfigError", "CheckpointError", "UnsafeCheckpointError", "BackendMismatchWarning",
     "DualPromptWrapper", "HardNegativeOptimizer", "symmetric_info_nce", "AttributeAnchorLoss", "HardSoftCoupler",
     "Recipe", "RECIPES", "get_recipe",
 ]

@@ -2,7 +2,8 @@
 
 Two live wrappers on one model would share its frozen weights, and ``eject()`` of either would restore
 ``requires_grad`` on them while the other still trains, so an optimiser step would fine-tune the backbone.
-``PromptedCLIP`` therefore checks here on attach and records itself; ``eject()`` clears the record.
+``PromptedCLIP`` therefore checks here on attach and records itself; ``eject()`` clears the record and restores
+the ``ModuleState`` (training and ``requires_grad`` flags) captured on attach.
 
 The record is a ``WeakKeyDictionary`` (model -> weak reference to its wrapper): it keeps neither alive, and
 unlike an attribute on the model it travels neither with ``copy.deepcopy(model)`` nor with ``torch.save(model)``.
@@ -10,6 +11,7 @@ unlike an attribute on the model it travels neither with ``copy.deepcopy(model)`
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
@@ -45,3 +47,23 @@ def mark_detached(model: nn.Module, wrapper: Any) -> None:
     """Clear the record if it names ``wrapper`` (an older, already ejected wrapper clears nothing)."""
     if attached_wrapper(model) is wrapper:
         del _ATTACHED[model]
+
+
+@dataclass(frozen=True)
+class ModuleState:
+    """What a wrapper changes on the module it attaches to and restores on eject: every submodule's training
+    flag (``wrapper.train()`` reaches the model) and every parameter's ``requires_grad``."""
+
+    training: dict[str, bool]
+    requires_grad: dict[str, bool]
+
+    @classmethod
+    def capture(cls, module: nn.Module) -> "ModuleState":
+        return cls({n: m.training for n, m in module.named_modules()},
+                   {n: p.requires_grad for n, p in module.named_parameters()})
+
+    def restore(self, module: nn.Module) -> None:
+        for name, m in module.named_modules():
+            m.training = self.training.get(name, m.training)
+        for name, p in module.named_parameters():
+            p.requires_grad_(self.requires_grad.get(name, p.requires_grad))

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except PromptPluginsError as exc:
+    except (PromptPluginsError, OSError) as exc:  # OSError: a file system refusal (permissions, disk full)
         print(f"prompt-plugins {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

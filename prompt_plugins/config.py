@@ -8,6 +8,7 @@ value, the type expected and where it came from.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import types
 import typing
@@ -49,6 +50,17 @@ def _matches(value: Any, tp: Any) -> bool:
     return isinstance(value, tp)
 
 
+def _quoted_hint(value: Any, tp: Any) -> str:
+    """For a string that holds a valid JSON value of the right type (``"4"``, ``"false"``): say to unquote it."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return ""
+    return f" (write {json.dumps(parsed)} without quotes)" if _matches(parsed, tp) else ""
+
+
 @dataclasses.dataclass
 class Config:
     """Base of the package's configs. Subclasses are dataclasses; ``check()`` adds value rules."""
@@ -59,7 +71,7 @@ class Config:
             value = getattr(self, f.name)
             if not _matches(value, hints[f.name]):
                 raise ConfigError(f"{f.name}={value!r} ({type(value).__name__}) is not valid: "
-                                  f"expected {_describe(hints[f.name])}")
+                                  f"expected {_describe(hints[f.name])}{_quoted_hint(value, hints[f.name])}")
             if hints[f.name] is float and isinstance(value, int):
                 object.__setattr__(self, f.name, float(value))
         self.check()
@@ -115,6 +127,19 @@ def check_fraction(name: str, value: Any, *, allow_zero: bool) -> float:
     if not (low_ok and value <= 1):
         bound = "[0, 1]" if allow_zero else "(0, 1]"
         raise ConfigError(f"{name}={value} is out of range: it must be in {bound}")
+    return float(value)
+
+
+def check_number(name: str, value: Any, *, low: float | None = None, high: float | None = None,
+                 low_open: bool = False) -> float:
+    """A finite real number (not a bool) in [low, high] (``low_open``: (low, high]), else ``ConfigError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {type(value).__name__} {value!r}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    if too_low or high is not None and value > high:
+        bounds = [f"{'>' if low_open else '>='} {low}" if low is not None else "",
+                  f"<= {high}" if high is not None else ""]
+        raise ConfigError(f"{name}={value} is out of range: it must be {' and '.join(b for b in bounds if b)}")
     return float(value)
 
 

@@ -15,6 +15,7 @@ __all__ = [
     "ConfigError",
     "CheckpointError",
     "UnsafeCheckpointError",
+    "BackendMismatchWarning",
     "check_finite",
 ]
 
@@ -59,3 +60,8 @@ class CheckpointError(PromptPluginsError, ValueError):
 
 class UnsafeCheckpointError(CheckpointError):
     """A pickle checkpoint needs arbitrary code to load and the caller did not opt in."""
+
+
+class BackendMismatchWarning(UserWarning):
+    """An adapter saved on one CLIP library (``backbone.backend``) is loaded into a model of another whose
+    shapes match: the weights may be unrelated. Silence it with ``from_pretrained(..., allow_other_backend=True)``."""

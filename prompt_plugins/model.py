@@ -1,37 +1,41 @@
 """``PromptedCLIP``: a user's CLIP model plus a prompt module, attached without forking it."""
 from __future__ import annotations
 
-from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attachment import check_not_attached, mark_attached, mark_detached
+from .attachment import ModuleState, check_not_attached, mark_attached, mark_detached
 from .backends import Backend, resolve
 from .classes import ClassSelector, class_indices
-from .checkpoint import DEFAULT_TEMPLATE, DEFAULT_ZERO_SHOT_TEMPLATE, AdapterConfig, check_template, load_into
+from .checkpoint import DEFAULT_TEMPLATE, DEFAULT_ZERO_SHOT_TEMPLATE, AdapterConfig, load_into
 from .config import Config
 from .errors import ClassNameError, ConfigError, PromptPluginsError, ShapeError
 from .inputs import check_images
 from .precision import at_least_fp32
 from .prompts.base import PromptModule, Prompts
+from .text_cache import TextFeatureCache
 from .text_encoder import PromptSet, encode_tokens_multi
-from .tokenization import ClassTokens, as_tokenizer, check_classnames, tokenize_classes
+from .tokenization import ClassTokens, as_tokenizer, check_classnames, check_template, tokenize_classes
 from .visual_hooks import VisualPromptHooks
 
 
 @dataclass
 class PromptedOptions(Config):
     """Options of ``PromptedCLIP`` itself, shared by every method: the text after the context slots,
-    the zero-shot template of ``disabled()``, and gradient checkpointing of the text blocks."""
+    the zero-shot template of ``disabled()``, gradient checkpointing of the text blocks, how 5-D videos are
+    laid out (None: from the shape; (B, 3, 3, H, W) is then refused as ambiguous) and whether float pixels
+    beyond ±20 (0-255 images) are refused (``inputs.py``)."""
 
     template: str = DEFAULT_TEMPLATE
     zero_shot_template: str = DEFAULT_ZERO_SHOT_TEMPLATE
     grad_checkpointing: bool = False
+    video_layout: Literal["BTCHW", "BCTHW"] | None = None
+    check_range: bool = True
 
     def check(self) -> None:
         check_template("template", self.template)
@@ -44,23 +48,15 @@ class PromptedCLIP(nn.Module):
     ``forward(images) -> (B, C)`` logits scaled by ``logit_scale.exp()``; images are
     (B, 3, H, W), or videos (B, T, 3, H, W) encoded frame by frame and mean-pooled over T
     before normalisation (ViFi-CLIP). Only the prompt module's parameters train; the CLIP
-    weights are frozen on attach and their ``requires_grad`` flags restored by ``eject()``.
+    weights are frozen on attach, and ``eject()`` restores the ``requires_grad`` and training
+    flags the model had.
     One per model at a time: a model whose earlier wrapper is attached raises ``ConfigError``.
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        classnames: Sequence[str],
-        prompt: PromptModule,
-        *,
-        tokenizer: Any = None,
-        template: str = DEFAULT_TEMPLATE,
-        zero_shot_template: str = DEFAULT_ZERO_SHOT_TEMPLATE,
-        method: str = "coop",
-        grad_checkpointing: bool = False,
-        backend: Backend | None = None,
-    ):
+    def __init__(self, model: nn.Module, classnames: Sequence[str], prompt: PromptModule, *, tokenizer: Any = None,
+                 template: str = DEFAULT_TEMPLATE, zero_shot_template: str = DEFAULT_ZERO_SHOT_TEMPLATE,
+                 method: str = "coop", grad_checkpointing: bool = False, video_layout: str | None = None,
+                 check_range: bool = True, backend: Backend | None = None):
         super().__init__()
         check_not_attached(model)
         self.backend: Backend = resolve(model) if backend is None else backend
@@ -70,16 +66,18 @@ class PromptedCLIP(nn.Module):
         self.template = template
         self.zero_shot_template = zero_shot_template
         self.grad_checkpointing = grad_checkpointing
+        #: defaults of ``encode_image``'s ``layout`` and ``check_range`` (see ``PromptedOptions``)
+        self.video_layout, self.check_range = video_layout, check_range
         self.tokenizer = as_tokenizer(tokenizer) if tokenizer is not None else self.backend.default_tokenizer()
-        self._requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
-        model.requires_grad_(False)
+        self._found = ModuleState.capture(model)
         self._enabled = True
         self._ejected = False
         #: most cached class-feature entries kept (0 disables the cache); see ``encode_text_multi``
         self.text_cache_size = 8
-        self._text_cache: OrderedDict[tuple, tuple[Tensor, list]] = OrderedDict()
+        self._text_cache = TextFeatureCache()
         self.set_classnames(classnames)
         self._hooks = VisualPromptHooks(self.backend) if prompt().visual is not None else None
+        model.requires_grad_(False)  # last: a class list refused above leaves the model as it was
         mark_attached(model, self)
 
     # ------------------------------------------------------------------ classes
@@ -90,12 +88,12 @@ class PromptedCLIP(nn.Module):
     def set_classnames(self, classnames: Sequence[str]) -> None:
         """Re-target the prompts to a new class list (class-agnostic prompts only)."""
         names = check_classnames(classnames)
-        if self.prompt.class_specific and getattr(self, "tokens", None) is not None \
-                and len(names) != self.prompt.ctx.shape[0]:
+        if self.prompt.class_specific and getattr(self, "tokens", None) is not None and names != self.classnames:
             raise ClassNameError(
-                f"this prompt has class-specific context for {self.prompt.ctx.shape[0]} classes; "
-                f"it cannot be used with {len(names)} classes"
-            )
+                f"this prompt has class-specific context for {self.prompt.ctx.shape[0]} classes, one per name of "
+                f"{self.classnames[:6]}{' ...' if len(self.classnames) > 6 else ''} in that order; it cannot be "
+                f"re-targeted to {names[:6]}{' ...' if len(names) > 6 else ''} (each class would get another "
+                "class's context). Use class_specific=False for a class list that changes")
         kw = dict(context_length=self.backend.context_length)
         self.tokens: ClassTokens = tokenize_classes(
             self.tokenizer, names, n_ctx=self.prompt.n_ctx, ctx_words=self.prompt.ctx_words,
@@ -151,10 +149,12 @@ class PromptedCLIP(nn.Module):
                 tensors, pset = self._prompt_state(prompts), None
             needs_grad = torch.is_grad_enabled() and (
                 any(t.requires_grad for t in tensors) or any(w.requires_grad for w in self.model.parameters()))
-            key, refs = (None, []) if needs_grad else self._cache_key(idx, prompts, tensors)
-            if key is not None and key in self._text_cache:
-                out[r] = self._text_cache[key][0]
-                self._text_cache.move_to_end(key)
+            key, refs = (None, []) if needs_grad else self._text_cache.key(
+                size=self.text_cache_size, enabled=self._enabled, tokens=self.tokens, idx=idx,
+                given=prompts is not None, tensors=tensors, backend=self.backend)
+            cached = self._text_cache.get(key)
+            if cached is not None:
+                out[r] = cached
                 continue
             if pset is None:  # prompts computed lazily only on a miss
                 p = self.prompt() if prompts is None else prompts
@@ -172,9 +172,7 @@ class PromptedCLIP(nn.Module):
                 f = at_least_fp32(f)
                 out[r] = f
                 if key is not None:
-                    self._text_cache[key] = (f.detach(), refs)
-                    while len(self._text_cache) > self.text_cache_size:
-                        self._text_cache.popitem(last=False)
+                    self._text_cache.put(key, f, refs, self.text_cache_size)
         return [F.normalize(f, dim=-1) if normalize else f.clone() if not f.requires_grad else f
                 for f in out]
 
@@ -187,22 +185,13 @@ class PromptedCLIP(nn.Module):
             return [*self.prompt.parameters(), *self.prompt.buffers()]
         return [t for t in (prompts.text, prompts.text_deep) if t is not None]
 
-    def _cache_key(self, idx: Tensor | None, prompts: Prompts | None, tensors: list[Tensor]) -> tuple[tuple | None, list]:
-        """Cache key and the objects the entry must keep alive; (None, []) when caching is off."""
-        if self.text_cache_size <= 0:
-            return None, []
-        device = self.backend.device
-        amp = torch.is_autocast_enabled(device.type)
-        state = tuple((id(t), t.data_ptr(), t._version, tuple(t.shape)) for t in tensors)
-        source = "module" if prompts is None else "given"
-        key = (self._enabled, id(self.tokens), None if idx is None else tuple(idx.tolist()), source, state,
-               amp, torch.get_autocast_dtype(device.type) if amp else None, self.backend.dtype, str(device))
-        return key, [self.tokens, *tensors]
-
-    def encode_image(self, images: Tensor, *, prompts: Prompts | None = None, normalize: bool = True) -> Tensor:
-        """(B, 3, H, W) images or (B, T, 3, H, W) videos -> (B, E) features, fp32 or wider (normalised by default)."""
+    def encode_image(self, images: Tensor, *, prompts: Prompts | None = None, normalize: bool = True,
+                     layout: str | None = None, check_range: bool | None = None) -> Tensor:
+        """(B, 3, H, W) images or (B, T, 3, H, W) videos -> (B, E) features, fp32 or wider (normalised by default).
+        ``layout`` ("BTCHW"/"BCTHW") and ``check_range`` default to ``video_layout`` / ``check_range``."""
         self._check_attached()
-        frames, flat = check_images(images, self.backend.image_size)
+        frames, flat = check_images(images, self.backend.image_size, layout=layout or self.video_layout,
+                                    check_range=self.check_range if check_range is None else check_range)
         flat = flat.to(self.backend.dtype)
         p = None
         if self._enabled and self._hooks is not None:
@@ -224,9 +213,11 @@ class PromptedCLIP(nn.Module):
     def logits(self, image_features: Tensor, text_features: Tensor) -> Tensor:
         return at_least_fp32(self.backend.logit_scale.exp()) * image_features @ text_features.t()
 
-    def forward(self, images: Tensor, classes: ClassSelector = None) -> Tensor:
-        """(B, C) logits over ``classes`` (default: all)."""
-        return self.logits(self.encode_image(images), self.encode_text(classes))
+    def forward(self, images: Tensor, classes: ClassSelector = None, *, layout: str | None = None,
+                check_range: bool | None = None) -> Tensor:
+        """(B, C) logits over ``classes`` (default: all); ``layout``/``check_range`` as in ``encode_image``."""
+        return self.logits(self.encode_image(images, layout=layout, check_range=check_range),
+                           self.encode_text(classes))
 
     # ------------------------------------------------------------------ checks
     def _check_attached(self) -> None:
@@ -253,15 +244,15 @@ class PromptedCLIP(nn.Module):
             self._enabled = previous
 
     def eject(self) -> nn.Module:
-        """Remove every hook, restore ``requires_grad`` flags and return the untouched model (once: a
-        second call only returns it, so it never unfreezes weights a later wrapper has frozen)."""
+        """Remove every hook, restore the ``requires_grad`` and training flags found on attach and return the
+        untouched model (once: a second call only returns it, so it never unfreezes weights a later wrapper
+        has frozen)."""
         if self._ejected:
             return self.model
         if self._hooks is not None:
             self._hooks.remove()
             self._hooks = None
-        for name, p in self.model.named_parameters():
-            p.requires_grad_(self._requires_grad.get(name, p.requires_grad))
+        self._found.restore(self.model)
         self._ejected = True
         self._text_cache.clear()
         mark_detached(self.model, self)

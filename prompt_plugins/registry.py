@@ -12,17 +12,19 @@ it); this module imports none of them.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from torch import nn
 
+from .attachment import attached_wrapper
 from .backends import Backend, Tokenizer, resolve
-from .checkpoint import read_adapter
+from .checkpoint import check_backbone, read_adapter
 from .config import Config, split_options
 from .errors import ConfigError
-from .tokenization import as_tokenizer
+from .tokenization import as_tokenizer, check_classnames
 
 
 @dataclass
@@ -79,15 +81,38 @@ def wrap(model: nn.Module, classnames: Sequence[str], method: str = "coop", **op
     m = get_method(method)
     target = Target(model, options.pop("tokenizer", None))
     given = split_options("method", m.name, options, m.options, extra=("tokenizer",))
-    return m.build(target, classnames, *(cls(**values) for cls, values in zip(m.options, given)))
+    with _detached_on_failure(model):
+        return m.build(target, classnames, *(cls(**values) for cls, values in zip(m.options, given)))
 
 
-def from_pretrained(model: nn.Module, directory: str | os.PathLike, classnames: Sequence[str] | None = None,
-                    **options: Any) -> nn.Module:
-    """Rebuild a saved adapter on ``model``; ``classnames`` may differ from the saved list
-    (unless the prompt is class-specific)."""
+def from_pretrained(model: nn.Module, directory: str | os.PathLike, classnames: Sequence[str] | None = None, *,
+                    allow_other_backend: bool = False, **options: Any) -> nn.Module:
+    """Rebuild a saved adapter on ``model``; ``classnames`` may differ from the saved list (unless the prompt
+    is class-specific). An adapter saved on another CLIP library (same shapes) loads with a
+    ``BackendMismatchWarning`` unless ``allow_other_backend=True`` says the weights are the same CLIP."""
+    if not isinstance(allow_other_backend, bool):
+        raise ConfigError(f"allow_other_backend must be True or False, got {allow_other_backend!r}")
     config, state = read_adapter(directory)
+    names = None if classnames is None else check_classnames(classnames)
     m = get_method(config.method)
     target = Target(model, options.pop("tokenizer", None))
-    given = split_options("from_pretrained of method", m.name, options, m.load_options, extra=("tokenizer",))
-    return m.load(target, config, state, classnames, {k: v for part in given for k, v in part.items()})
+    given = split_options("from_pretrained of method", m.name, options, m.load_options,
+                          extra=("tokenizer", "allow_other_backend"))
+    if config.backbone:
+        check_backbone(config.backbone, target.backend.fingerprint(), allow_other_backend=allow_other_backend)
+    with _detached_on_failure(model):
+        return m.load(target, config, state, names, {k: v for part in given for k, v in part.items()})
+
+
+@contextmanager
+def _detached_on_failure(model: Any) -> Iterator[None]:
+    """A build or load that fails after attaching a wrapper to ``model`` ejects it, so the model is left as it
+    was and a retry is not refused as a second wrap (the half-built wrapper lives on in the traceback)."""
+    before = attached_wrapper(model) if isinstance(model, nn.Module) else None
+    try:
+        yield
+    except BaseException:
+        after = attached_wrapper(model) if isinstance(model, nn.Module) else None
+        if after is not None and after is not before:
+            after.eject()
+        raise

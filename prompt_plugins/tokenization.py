@@ -8,6 +8,9 @@ replaced by the prompt module's context vectors.
 """
 from __future__ import annotations
 
+import string
+import unicodedata
+from collections.abc import Iterable, Mapping, Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -42,10 +45,25 @@ def as_tokenizer(obj: Any) -> Tokenizer:
     )
 
 
-def check_classnames(classnames: Sequence[str]) -> list[str]:
-    """Validate a class list: non-empty, strings, no blanks, no duplicates."""
+def normalize_classname(name: str) -> str:
+    """What a CLIP tokenizer sees of a class name: Unicode NFKC, case folded, whitespace runs collapsed and
+    stripped (``"Red  Circle "`` and ``"red circle"`` give identical prompts)."""
+    return " ".join(unicodedata.normalize("NFKC", name).split()).casefold()
+
+
+def check_classnames(classnames: Sequence[str], what: str = "classnames") -> list[str]:
+    """Validate a class list: an ordered, non-empty sequence of non-blank strings, no two alike once
+    normalised (``normalize_classname``: they would get identical prompts)."""
     if isinstance(classnames, str):
-        raise ClassNameError(f"classnames must be a list of strings, got the single string {classnames!r}")
+        raise ClassNameError(f"{what} must be a list of strings, got the single string {classnames!r}; "
+                             f"pass [{classnames!r}]")
+    if isinstance(classnames, AbstractSet):
+        raise ClassNameError(f"{what} is a {type(classnames).__name__}, whose order changes between runs (and "
+                             f"with it which output column is which class): pass a list, e.g. sorted({what})")
+    if classnames is None or not isinstance(classnames, Iterable) or isinstance(classnames, (bytes, Mapping)):
+        hint = "; for a {name: index} dict pass sorted(d, key=d.get)" if isinstance(classnames, Mapping) else ""
+        raise ClassNameError(f"{what} must be a list of class-name strings, got {type(classnames).__name__} "
+                             f"{classnames!r:.80}{hint}")
     names = list(classnames)
     if not names:
         raise ClassNameError("the class list is empty: pass at least one class name")
@@ -55,10 +73,33 @@ def check_classnames(classnames: Sequence[str]) -> list[str]:
             raise ClassNameError(f"class name #{i} is {type(name).__name__}, not str: {name!r}")
         if not name.strip():
             raise ClassNameError(f"class name #{i} is blank")
-        if name in seen:
-            raise ClassNameError(f"duplicate class name {name!r} at positions {seen[name]} and {i}")
-        seen[name] = i
+        key = normalize_classname(name)
+        if key in seen:
+            j = seen[key]
+            if names[j] == name:
+                raise ClassNameError(f"duplicate class name {name!r} at positions {j} and {i}")
+            raise ClassNameError(
+                f"class names {names[j]!r} (#{j}) and {name!r} (#{i}) differ only by case, spaces or Unicode form: "
+                "CLIP's tokenizer gives them identical prompts, so the two classes could never be told apart. "
+                "Rename one, or merge them")
+        seen[key] = i
     return names
+
+
+def check_template(name: str, value: str) -> str:
+    """A prompt template holds exactly one ``{}`` (the class name) and no other format field."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{name}={value!r} ({type(value).__name__}) must be a string holding one '{{}}'")
+    try:
+        fields = [f for _, f, spec, conv in string.Formatter().parse(value) if f is not None or spec or conv]
+    except ValueError as exc:  # a lone "{" or "}"
+        raise ConfigError(f"{name} {value!r} is not a valid template ({exc}); write literal braces as "
+                          "'{{' and '}}'") from None
+    if fields != [""] or "{}" not in value:
+        raise ConfigError(f"{name} {value!r} must hold exactly one '{{}}' for the class name (found "
+                          f"{len(fields)} format field(s){'' if all(f == '' for f in fields) else ': ' + repr(fields)})"
+                          "; write literal braces as '{{' and '}}'")
+    return value
 
 
 @dataclass(frozen=True)
@@ -91,8 +132,7 @@ def tokenize_classes(
     tokenisation of ``template``.
     """
     names = check_classnames(classnames)
-    if "{}" not in template:
-        raise ConfigError(f"template {template!r} has no '{{}}' for the class name")
+    check_template("template", template)
     if ctx_words is not None:
         slot_ids = tokenizer.encode(ctx_words)
         if len(slot_ids) != n_ctx:

@@ -11,8 +11,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "prompt_plugins"
 LAYERS = [
     ["_version", "errors", "precision", "config"],
     ["backends"],
-    ["tokenization", "ops", "inputs", "classes", "checkpoint", "losses"],
-    ["text_blocks", "text_encoder", "prompts", "visual_hooks", "attachment"],
+    ["tokenization", "ops", "inputs", "classes", "files", "checkpoint", "losses"],
+    ["text_blocks", "text_encoder", "text_cache", "prompts", "visual_hooks", "attachment"],
     ["model"],
     ["registry", "importers"],
     ["methods"],

@@ -295,4 +295,4 @@ def test_ga2_without_hard_prompt(model):
 def test_videos_with_temporal_prompts_of_other_length(model):
     prompted = pp.wrap(model, NAMES, n_ctx=2, n_visual_ctx=2, temporal_frames=4)
     with pytest.raises(ShapeError, match="temporal prompts are for T=4 frames, got videos of T=3"):
-        prompted(images(1, frames=3))
+        prompted(images(1, frames=3), layout="BTCHW")

@@ -114,7 +114,7 @@ def test_deep_prompts_change_outputs(backend_name, clip_model, classnames):
 
 
 def test_video_is_mean_of_frames_then_normalised(backend_name, clip_model, classnames):
-    prompted = pp.wrap(clip_model, classnames, n_ctx=2, n_visual_ctx=2)
+    prompted = pp.wrap(clip_model, classnames, n_ctx=2, n_visual_ctx=2, video_layout="BTCHW")  # T=3: say which
     v = images(2, frames=3)
     frames = prompted.encode_image(v.flatten(0, 1), normalize=False).view(2, 3, -1)
     torch.testing.assert_close(prompted.encode_image(v), F.normalize(frames.mean(1), dim=-1), atol=1e-6, rtol=0)

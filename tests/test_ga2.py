@@ -99,7 +99,7 @@ def test_t7_shapes_tokens_stay_constant_and_eot_index(backend_name):
 # ---------------------------------------------------------------- method "ga2"
 def test_ga2_images_videos_train_and_round_trip(backend_name, classnames, tmp_path):
     model = make_model(backend_name)
-    prompted = pp.wrap(model, classnames, method="ga2", hard_prompt=_hard(4))
+    prompted = pp.wrap(model, classnames, method="ga2", hard_prompt=_hard(4), video_layout="BTCHW")  # T=3 videos
     assert prompted.method == "ga2" and isinstance(prompted.prompt, HardSoftCoupler)
     names = {n for n, p in prompted.named_parameters() if p.requires_grad}
     assert names == {"prompt.soft.ctx", "prompt.soft.text_deep", "prompt.soft.visual", "prompt.soft.visual_deep",
@@ -125,7 +125,7 @@ def test_ga2_images_videos_train_and_round_trip(backend_name, classnames, tmp_pa
     expected = prompted(video)
     pp.save_pretrained(prompted, tmp_path / "ga2")
     fresh = make_model(backend_name)
-    loaded = pp.from_pretrained(fresh, tmp_path / "ga2")
+    loaded = pp.from_pretrained(fresh, tmp_path / "ga2", video_layout="BTCHW")
     loaded.eval()
     assert loaded.method == "ga2"
     torch.testing.assert_close(loaded.prompt.hard, hard_before, atol=0, rtol=0)  # the hard prompt is saved

@@ -12,7 +12,7 @@ BASE = NAMES[:3]
 def _ga2_dpc(model):
     g = torch.Generator().manual_seed(7)
     ga2 = pp.wrap(model, NAMES, method="ga2", hard_prompt=torch.randn(4, 64, generator=g) * 0.02,
-                  depth=2, n_visual_ctx=2, dropout=0.0)
+                  depth=2, n_visual_ctx=2, dropout=0.0, video_layout="BTCHW")  # (B, 3, 3, H, W): T=3 frames
     return ga2, pp.DualPromptWrapper(ga2, base_classes=BASE, weight_base=0.2)
 
 
@@ -37,7 +37,7 @@ def test_ga2_plus_dpc_trains_base_only_and_round_trips(backend_name, clip_model,
         expected = dpc(video)
     pp.save_pretrained(dpc, tmp_path)
     dpc.eject()
-    loaded = pp.from_pretrained(clip_model, tmp_path)
+    loaded = pp.from_pretrained(clip_model, tmp_path, video_layout="BTCHW")
     assert isinstance(loaded, pp.DualPromptWrapper)
     with torch.no_grad():
         torch.testing.assert_close(loaded(video), expected, atol=1e-5, rtol=0)

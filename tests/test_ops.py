@@ -160,7 +160,8 @@ def test_video_logits_match_reference(frames):
 
 def test_temporal_prompts_in_a_model(backend_name, classnames):
     model = make_model(backend_name)
-    prompted = pp.wrap(model, classnames, n_ctx=2, n_visual_ctx=2, depth=2, temporal_frames=3)
+    prompted = pp.wrap(model, classnames, n_ctx=2, n_visual_ctx=2, depth=2, temporal_frames=3,
+                       video_layout="BTCHW")  # (2, 3, 3, H, W) videos: T=3 frames, said explicitly
     assert prompted.prompt.temporal.shape == (3, 2, prompted.backend.vision_width)
     assert prompted.prompt.temporal.abs().sum() == 0  # starts as frame-shared prompts
     video = images(2, frames=3)

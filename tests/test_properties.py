@@ -28,7 +28,8 @@ def test_logit_shapes_and_features(model, batch, frames, n_classes, n_ctx, depth
     g = torch.Generator().manual_seed(seed)
     names = [" ".join(WORDS[j] for j in torch.randint(0, len(WORDS), (1 + i % 3,), generator=g).tolist()) + f" {i}"
              for i in range(n_classes)]
-    prompted = pp.wrap(model, names, n_ctx=n_ctx, depth=depth, n_visual_ctx=n_visual)
+    # videos are built (B, T, 3, H, W): say so, since T=3 would be ambiguous with (B, C, T, H, W)
+    prompted = pp.wrap(model, names, n_ctx=n_ctx, depth=depth, n_visual_ctx=n_visual, video_layout="BTCHW")
     try:
         shape = (batch, 3, 32, 32) if frames is None else (batch, frames, 3, 32, 32)
         logits = prompted(torch.randn(shape, generator=g))

@@ -42,6 +42,7 @@ def resolve(model: Any) -> Backend:
     for cls in BACKENDS:
         if cls.matches(model):
             check_plain_clip(model, cls)
+            _check_materialised(model)
             return cls(model)
     names = ", ".join(name for name, _ in list(model.named_children())[:8])
     message = (f"no backend recognises {type(model).__module__}.{type(model).__name__} (children: {names}). "
@@ -53,6 +54,16 @@ def resolve(model: Any) -> Backend:
         message += (f"; it contains a CLIP model at {inner!r} ({type(model.get_submodule(inner)).__name__}): "
                     f"wrap that: pp.wrap({access}, ...)")
     raise UnsupportedModelError(message)
+
+
+def _check_materialised(model: nn.Module) -> None:
+    """Refuse a model whose weights are on the meta device (shapes only, no values)."""
+    meta = next((name for name, p in model.named_parameters() if p.is_meta), None)
+    if meta is not None:
+        raise UnsupportedModelError(
+            f"the model's weights are on the meta device (shapes without values), e.g. {meta!r}: prompts on it "
+            "could not compute anything. Load the weights first: model.to_empty(device='cpu') and "
+            "model.load_state_dict(state), or build the model with its library's loader")
 
 
 def _inner_clip(model: nn.Module) -> str | None:

@@ -3,9 +3,23 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import ConfigError
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """argparse type: an int >= ``low`` (argparse reports a refusal as ``argument --x: ...``, status 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: it must be >= {low}")
+        return value
+
+    return parse
 
 
 def add_data_arguments(p: argparse.ArgumentParser, *, required: bool) -> None:

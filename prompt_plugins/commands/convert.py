@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         options["classnames"] = read_classnames(args.classnames)
     if args.allow_unsafe:
         options["allow_unsafe"] = True
-    out = Path(convert(Path(args.src), Path(args.out_dir), args.format, **options))
+    out = Path(convert(Path(args.src), Path(args.out_dir), args.format, overwrite=args.overwrite, **options))
     config = json.loads((out / CONFIG_NAME).read_text())
     report = config["imported_from"]
     print(f"converted {args.src} ({report['format']}) -> {out}")
@@ -100,7 +100,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--to-clip", action="store_true",
                         help="write the CLIP backbone of a ViFi-CLIP / Text4Vis / GA2-CLIP checkpoint as a plain "
                              "OpenAI CLIP state dict OUT (.pt or .safetensors), usable as train --backbone OUT")
-    parser.add_argument("--overwrite", action="store_true", help="--to-clip: replace an existing OUT file")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an adapter already in OUT_DIR (--to-clip: an existing OUT file); default: refuse")
     parser.add_argument("--weight-base", type=float, help="CoOp+DPC: w_b of the run (STACK.WEIGHT; default 0.2)")
     parser.add_argument("--classnames", help="text file with one class name per line, stored in the adapter")
     parser.add_argument("--allow-unsafe", action="store_true",

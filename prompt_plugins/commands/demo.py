@@ -7,12 +7,13 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
+from ._args import int_at_least
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo", help="base-to-new prompt tuning on a built-in world of coloured shapes",
                               description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[1], help="few-shot / prompt seeds (default: 1)")
+    p.add_argument("--seeds", type=int_at_least(0), nargs="+", default=[1], help="few-shot / prompt seeds (default: 1)")
     p.add_argument("--plot", metavar="FILE.png", help="save a bar chart of base / new / HM (needs matplotlib)")
     p.add_argument("--methods", nargs="+", metavar="NAME",
                    help="run only these methods (e.g. zero-shot CoOp); default: all")
@@ -21,9 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help=argparse.SUPPRESS)
     p.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     p.add_argument("--eval-split", default="test", choices=("test", "val"), help=argparse.SUPPRESS)  # tuning
-    p.add_argument("--threads", type=int, default=0,
+    p.add_argument("--threads", type=int_at_least(0), default=0,
                    help="CPU threads (default 0: PyTorch's default, one per core)")
-    p.add_argument("--jobs", type=int, default=0,
+    p.add_argument("--jobs", type=int_at_least(0), default=0,
                    help="run the image and video tasks side by side in this many processes (default 0: one per "
                         "task on CPU, up to the cores and --threads; 1: one process)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -34,17 +35,18 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not key:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key] = float(value) if "." in value or "e" in value else int(value)
+        try:
+            out[key] = float(value) if "." in value or "e" in value.lower() else int(value)
+        except ValueError:
+            raise ConfigError(f"--set {item!r}: the value {value!r} is not a number (KEY=INT or KEY=FLOAT)") from None
     return out
 
 
 def main(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
-    if args.threads < 0:
-        raise ConfigError(f"--threads {args.threads}: must be >= 0 (0: PyTorch's default, one per core)")
     if args.threads:
         torch.set_num_threads(args.threads)
     run_demo(world=args.world, overrides=_parse_set(args.set), seeds=args.seeds, methods=args.methods,

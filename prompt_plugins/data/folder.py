@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError
-from .splits import IMAGE_EXTS, VIDEO_EXTS, Item, Splits, need_dir, need_file, sample_kind
+from .splits import IMAGE_EXTS, VIDEO_EXTS, Item, Splits, checked_classnames, need_dir, need_file, sample_kind
 
 
 def read_folder_classnames(path: Path) -> dict[str, str]:
@@ -67,6 +67,14 @@ def read_image_folder(name: str, root: Path, *, train: str = "train", test: str 
         raise ConfigError(f"{classnames} has no class name for the folders {missing[:5]}; add a "
                           "'<folder> <class name>' line for each")
     names = [mapping.get(f.name, f.name.replace("_", " ")) for f in folders]
+    seen: dict[str, str] = {}
+    for f, classname in zip(folders, names):
+        if classname in seen:  # 'red circle' and 'red_circle' would be two labels with one prompt
+            raise ConfigError(f"class folders {seen[classname]!r} and {f.name!r} in {str(train_dir)!r} both read as "
+                              f"the class {classname!r} ('_' reads as a space): rename or merge them")
+        seen[classname] = f.name
+    checked_classnames(names, f"class-name file {str(classnames)!r}" if classnames is not None
+                       else f"class folders of {str(train_dir)!r}")
     labels = {f.name: i for i, f in enumerate(folders)}
     train_items = [it for f in folders for it in folder_items(f, labels[f.name])]
     val_items = read_split_folder(root / val, labels) if val and (root / val).is_dir() and val != test else []

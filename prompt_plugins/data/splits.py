@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import ConfigError
+from ..errors import ClassNameError, ConfigError
+from ..tokenization import check_classnames
 
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
@@ -47,7 +48,7 @@ def need_dir(path: Path, what: str, fix: str) -> Path:
 
 def need_file(path: Path, what: str, fix: str) -> Path:
     if not path.is_file():
-        raise ConfigError(f"{what} {str(path)!r} does not exist; {fix}")
+        raise ConfigError(f"{what} {str(path)!r} {'is a folder' if path.is_dir() else 'does not exist'}; {fix}")
     return path
 
 
@@ -64,7 +65,16 @@ def read_classnames(path: str | Path) -> list[str]:
     names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if not names:
         raise ConfigError(f"class-name file {str(path)!r} is empty; write one class name per line")
-    return names
+    return checked_classnames(names, f"class-name file {str(path)!r}")
+
+
+def checked_classnames(names: list[str], where: str) -> list[str]:
+    """``check_classnames`` (no two names alike once case and spaces are normalised) before any data is loaded,
+    the message naming ``where`` the names came from."""
+    try:
+        return check_classnames(names)
+    except ClassNameError as exc:
+        raise ClassNameError(f"{where}: {exc}") from None
 
 
 def names_by_label(pairs: list[tuple[int, str]], where: str) -> list[str]:

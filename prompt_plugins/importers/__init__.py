@@ -74,6 +74,7 @@ def _detect(path: Path, allow_unsafe: bool = False) -> tuple[Importer, Path, Any
     """The one detectable importer whose ``matches`` accepts ``path``; each located file is read once.
     A file the reader refuses (it needs code to load) is reported as such, not as an unknown format."""
     read: dict[Path, Any] = {}
+    unreadable: list[CheckpointError] = []
     found = []
     for importer in IMPORTERS.values():
         if not importer.detectable:
@@ -87,10 +88,13 @@ def _detect(path: Path, allow_unsafe: bool = False) -> tuple[Importer, Path, Any
                 read[file] = read_checkpoint(file, allow_unsafe=allow_unsafe)
             except UnsafeCheckpointError:
                 raise
-            except CheckpointError:
+            except CheckpointError as exc:
                 read[file] = None
+                unreadable.append(exc)
         if read[file] is not None and importer.matches(read[file]):
             found.append((importer, file))
+    if not found and unreadable and all(obj is None for obj in read.values()):
+        raise unreadable[0]  # no file could be read at all: say why, not "no known format"
     if len(found) != 1:
         what = "no known format" if not found else f"several formats {[i.name for i, _ in found]}"
         raise CheckpointError(f"{path}: {what} matched; pass --format {{{','.join(sorted(IMPORTERS))}}}")
@@ -104,8 +108,9 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def convert(src: str | os.PathLike, out_dir: str | os.PathLike, format: str | None = None, *,
-            allow_unsafe: bool = False, **options: Any) -> Path:
-    """Convert the checkpoint ``src`` (detected format unless ``format``) into an adapter directory."""
+            allow_unsafe: bool = False, overwrite: bool = True, **options: Any) -> Path:
+    """Convert the checkpoint ``src`` (detected format unless ``format``) into an adapter directory
+    (``overwrite=False``: refuse one that already holds an adapter)."""
     path = Path(src)
     importer, file, obj = _detect(path, allow_unsafe) if format is None else (get_importer(format), None, None)
     (given,) = split_options("format", importer.name, options, (importer.options,))
@@ -122,4 +127,4 @@ def convert(src: str | os.PathLike, out_dir: str | os.PathLike, format: str | No
         files[name] = value
     config, tensors = importer.remap(obj, opts, file, **files)
     report = {"source": str(file), "format": importer.name, **(config.imported_from or {})}
-    return save_pretrained(RawAdapter(config.replace(imported_from=report), tensors), out_dir)
+    return save_pretrained(RawAdapter(config.replace(imported_from=report), tensors), out_dir, overwrite=overwrite)

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..errors import CheckpointError, UnsafeCheckpointError
+from ..files import torch_file_kind
 
 _UNSUPPORTED = re.compile(r"GLOBAL ([\w.]+) was not an allowed global")
 _REFUSAL = ("Refusing: only load it if you trust its source, with allow_unsafe=True (CLI: --allow-unsafe)")
@@ -66,11 +67,16 @@ def _allowed(names: list[str]) -> list[Any]:
 
 
 def _check_file(path: str | os.PathLike) -> Path:
+    """An existing, non-empty file whose first bytes are a PyTorch checkpoint's (zip or pickle) or safetensors'
+    (``files.torch_file_kind``): a bogus file is refused before anything reads it."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint file {str(path)!r} is a directory; pass the checkpoint file in it")
     if not path.is_file():
         raise CheckpointError(f"checkpoint file {str(path)!r} does not exist")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint file {str(path)!r} is empty (0 bytes)")
+    torch_file_kind(path)
     return path
 
 
@@ -108,7 +114,12 @@ def safe_load(path: str | os.PathLike, *, allow_unsafe: bool = False) -> Any:
 
 def _unsafe_load(path: Path) -> Any:
     warnings.warn(f"loading {path} with weights_only=False: this runs code stored in the file", stacklevel=3)
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a damaged file fails inside torch's unpickler with KeyError, EOFError, ...
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise CheckpointError(f"{path} could not be loaded even with allow_unsafe ({type(exc).__name__}: {first}); "
+                              "it may be truncated or corrupt") from None
 
 
 def read_tensors_only(path: str | os.PathLike) -> Any:
@@ -138,10 +149,11 @@ def read_checkpoint(path: str | os.PathLike, allow_unsafe: bool = False) -> Any:
     through :func:`read_tensors_only`. A pickle that would run code is refused unless ``allow_unsafe``
     (then it is loaded with ``weights_only=False`` and a warning)."""
     path = Path(path)
-    if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors" or torch_file_kind(_check_file(path)) == "safetensors":
         from safetensors.torch import load_file
 
-        _check_file(path)
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint file {str(path)!r} does not exist")
         try:
             return load_file(str(path))
         except Exception as exc:  # SafetensorError and friends

@@ -1,11 +1,13 @@
 """Symmetric InfoNCE (CLIP's contrastive loss) over paired rows, at a given logit scale."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import ShapeError, check_finite
+from ..errors import ConfigError, ShapeError, check_finite
 
 
 def symmetric_info_nce_from_logits(logits: Tensor) -> Tensor:
@@ -25,4 +27,10 @@ def symmetric_info_nce(image_feats: Tensor, text_feats: Tensor, scale: float | T
                          "must both be (N, E)")
     check_finite("image_feats", image_feats)
     check_finite("text_feats", text_feats)
+    if isinstance(scale, Tensor):
+        value = float(scale.detach()) if scale.numel() == 1 else math.nan
+    else:
+        value = float(scale) if isinstance(scale, (int, float)) and not isinstance(scale, bool) else math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"scale={scale!r} must be one finite number > 0 (CLIP's logit_scale.exp(), about 100)")
     return symmetric_info_nce_from_logits(scale * image_feats @ text_feats.t())

@@ -48,6 +48,10 @@ def check_backbone_spec(spec: str, base: str | None = None) -> None:
     if not path.exists():
         raise ConfigError(f"--backbone {spec!r} is not a file on disk; pass an OpenAI CLIP checkpoint path, "
                           "hf:NAME (downloaded already) or open_clip:ARCH[:PRETRAINED]")
+    if path.is_file():
+        from ..files import torch_file_kind
+
+        torch_file_kind(path)  # a bogus file fails here, before the data set is read
     if base is not None and not Path(base).is_file():
         raise ConfigError(f"--backbone-base {base!r} is not a file on disk; pass the OpenAI CLIP checkpoint the "
                           "fine-tuned backbone started from (e.g. ViT-B-16.pt)")
@@ -55,9 +59,11 @@ def check_backbone_spec(spec: str, base: str | None = None) -> None:
 
 def backbone_state_dict(path: Path, base: str | None = None) -> dict[str, Tensor]:
     """A plain OpenAI CLIP state dict from ``path`` (a release file, a state dict or a fine-tuning checkpoint)."""
+    from ..files import torch_file_kind
     from ..importers.backbone import clip_state_dict, fill_missing
     from ..importers.reader import read_checkpoint
 
+    torch_file_kind(path)  # a bogus file is refused from its first bytes, before anything reads it whole
     try:
         obj = read_checkpoint(path)
     except UnsafeCheckpointError:

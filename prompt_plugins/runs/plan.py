@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import CONFIG_NAME
+from ..checkpoint import CONFIG_NAME, check_save_target
 from ..config import Config
 from ..errors import ConfigError
 from .objectives import METHODS
@@ -56,6 +56,8 @@ def check_writable(path: Path, flag: str) -> None:
     probe = path
     while not probe.exists():
         probe = probe.parent
+    if not probe.is_dir():  # a file on the way: no folder can be created under it (found after training otherwise)
+        raise ConfigError(f"{flag} {str(path)!r} cannot be created: {str(probe)!r} is a file; pass another folder")
     if not os.access(probe, os.W_OK):
         raise ConfigError(f"{flag} {str(path)!r} is not writable ({str(probe)!r} is not); pass a folder you can "
                           "write to")
@@ -156,4 +158,6 @@ class TrainPlan(Config):
         if (Path(self.out) / CONFIG_NAME).is_file():
             raise ConfigError(f"--out {self.out!r} is an adapter folder; --out is a run folder whose seed{{N}}/ "
                               "sub-folders receive the adapters: pass another folder")
+        for seed in self.seeds:  # a file in the way of a seed folder or its two files fails now, not after training
+            check_save_target(self.seed_dir(seed), True, "--out seed folder")
         return {seed: self.seed_status(seed) for seed in self.seeds}

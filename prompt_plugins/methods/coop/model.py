@@ -6,12 +6,16 @@ from typing import Any, Sequence
 
 from torch import Tensor
 
-from ...checkpoint import AdapterConfig, check_backbone
-from ...errors import ConfigError
+from ...checkpoint import AdapterConfig
+from ...errors import ClassNameError, ConfigError
 from ...model import PromptedCLIP, PromptedOptions
 from ...prompts import PromptModule, SoftPrompt, SoftPromptConfig, prompt_from_dict
 from ...registry import Target
 from ...tokenization import check_classnames
+
+
+def _short(names: Sequence[str]) -> str:
+    return f"{list(names[:6])}{' ...' if len(names) > 6 else ''}"
 
 
 def prompted_clip(target: Target, classnames: Sequence[str], prompt: PromptModule, method: str,
@@ -32,16 +36,16 @@ def build_coop(target: Target, classnames: Sequence[str], options: PromptedOptio
 def load_prompted(target: Target, config: AdapterConfig, state: dict[str, Tensor],
                   classnames: Sequence[str] | None, options: dict[str, Any]) -> PromptedCLIP:
     """Rebuild a ``PromptedCLIP`` of any prompt type from its config and load its tensors; ``options``
-    (``PromptedOptions`` fields) override the saved ones."""
-    check_backbone(config.backbone, target.backend.fingerprint())
+    (``PromptedOptions`` fields) override the saved ones. (``from_pretrained`` checked the backbone.)"""
     names = list(classnames) if classnames is not None else config.classnames
     if not names:
         raise ConfigError("no class names: pass classnames=[...] (the checkpoint stores none)")
     prompt_cfg = config.prompt or {}
-    if prompt_cfg.get("class_specific") and config.classnames and len(names) != len(config.classnames):
-        raise ConfigError(
-            f"the checkpoint has class-specific context for {len(config.classnames)} classes; "
-            f"it cannot be loaded for {len(names)} classes")
+    if prompt_cfg.get("class_specific") and config.classnames and names != config.classnames:
+        raise ClassNameError(
+            f"the checkpoint has class-specific context for {len(config.classnames)} classes, one per name of "
+            f"{_short(config.classnames)} in that order; classnames={_short(names)} would hand classes another's "
+            "context. Omit classnames (the saved list is used) or pass the saved list")
     module = prompt_from_dict(target.backend, target.tokenizer, prompt_cfg, n_classes=len(names))
     saved = {"template": config.template, "zero_shot_template": config.zero_shot_template}
     prompted = prompted_clip(target, names, module, config.method, PromptedOptions(**{**saved, **options}))

@@ -138,6 +138,9 @@ class DualPrompt(nn.Module):
                     if tuple(src.shape) != tuple(dst.shape):
                         raise CheckpointError(f"DPC tensor {name!r} has shape {tuple(src.shape)} in the "
                                               f"checkpoint but {tuple(dst.shape)} in the model")
+                    if not src.is_floating_point():
+                        raise CheckpointError(f"DPC tensor {name!r} has dtype {src.dtype} in the checkpoint, "
+                                              "expected a floating-point tensor (a prompt is never integer)")
                     if not torch.isfinite(src).all():
                         raise CheckpointError(f"DPC tensor {name!r} contains NaN or inf values")
                     dst.copy_(src.to(dst.dtype))

@@ -14,9 +14,9 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from ...errors import ConfigError, ShapeError
+from ...errors import ClassNameError, ConfigError, ShapeError
 from ...losses import dist_ready, gather_rows, rank_sizes, symmetric_info_nce_from_logits, unwrap_parallel
-from .dataset_index import build_class_index, dataset_labels, default_get_image
+from .dataset_index import as_label, build_class_index, dataset_labels, default_get_image
 from .sampler import sample_negatives
 
 
@@ -87,7 +87,11 @@ class HardNegativeOptimizer(nn.Module):
             if dataset is None and labels is None:
                 raise ConfigError("pass the training dataset (and optionally labels=...) or class_index={...}")
             class_index = build_class_index(labels if labels is not None else dataset_labels(dataset))
-        self.class_index = {int(k): list(v) for k, v in class_index.items() if len(v)}
+        self.class_index = {as_label(k, "class_index"): list(v) for k, v in class_index.items() if len(v)}
+        if not self.class_index:
+            raise ConfigError("the dataset (or class_index) is empty: hard negatives are images of other classes "
+                              "fetched from the training set, so without items there would be none; pass the "
+                              "training dataset")
         inner = unwrap_parallel(model)
         if scorer is None:
             scorer = getattr(inner, "backbone_logits", None)
@@ -128,9 +132,10 @@ class HardNegativeOptimizer(nn.Module):
         Under DDP (``gather=True``) the negatives are sampled over the global batch; this rank's
         rows are the block of its own anchors, so the rows of all ranks in rank order are the
         rows one process would build from the global batch."""
-        labels = labels.long()
+        labels = self.check_labels(images, labels)
         with torch.no_grad():
             scores = self.scorer(images)
+        self.check_label_classes(labels, scores.shape[-1])
         start, all_scores, all_labels = 0, scores, labels
         if self.gather and dist_ready():
             import torch.distributed as dist
@@ -154,6 +159,35 @@ class HardNegativeOptimizer(nn.Module):
                 rows.append(img.to(images.device, images.dtype)[None])
                 ys.append(c)
         return HardNegativeBatch(torch.cat(rows), torch.tensor(ys, device=labels.device), negatives)
+
+    @staticmethod
+    def check_labels(images: Tensor, labels: Tensor) -> Tensor:
+        """(B,) integer labels for a batch of B images, as a LongTensor; anything else is a ``ShapeError``."""
+        if not isinstance(images, Tensor):
+            raise ShapeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+        if not isinstance(labels, Tensor):
+            raise ShapeError(f"labels must be a torch.Tensor of class indices, got {type(labels).__name__}; "
+                             "use torch.tensor(labels)")
+        if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+            raise ShapeError(f"labels must be integer class indices, got a {labels.dtype} tensor "
+                             f"{labels.flatten().tolist()[:8]}; .long() would truncate them silently: pass integers")
+        if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
+            raise ShapeError(f"labels must have shape (B,) = ({images.shape[0]},) for images of shape "
+                             f"{tuple(images.shape)}, got {tuple(labels.shape)}")
+        return labels.long()
+
+    def check_label_classes(self, labels: Tensor, n_cols: int) -> None:
+        """Every label is a class the objective trains on (a base class), and so is every candidate class."""
+        if self.classes is not None and self.classes and (self.classes[0] < 0 or self.classes[-1] >= n_cols):
+            raise ClassNameError(f"classes={self.classes[:10]} holds indices outside the model's {n_cols} classes")
+        allowed = set(range(n_cols)) if self.classes is None else set(self.classes)
+        bad = sorted({int(y) for y in labels.tolist()} - allowed)
+        if bad:
+            what = f"the base classes {sorted(allowed)[:10]}" if self.classes is not None else f"0..{n_cols - 1}"
+            raise ClassNameError(
+                f"labels {bad[:10]} are not among {what}: the hard-negative objective trains base classes only, "
+                "and a new class's label would tune its prompt. Use base-class indices (positions in the class "
+                "list), or drop those samples")
 
     # ------------------------------------------------------------------ loss
     def contrastive_logits(self, images: Tensor, labels: Tensor) -> Tensor:

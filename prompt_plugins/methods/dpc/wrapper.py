@@ -16,7 +16,9 @@ from typing import Any, ClassVar, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
+from ...attachment import ModuleState
 from ...checkpoint import AdapterConfig
+from ...classes import did_you_mean
 from ...errors import ClassNameError, ConfigError, PromptPluginsError, UnsupportedModelError
 from .config import DPCOptions, DPCSection
 from .dual import DualPrompt
@@ -35,7 +37,7 @@ def base_indices_of(names: Sequence[str] | None, base_classes: Any) -> list[int]
                 raise ClassNameError(f"base class {c!r} given by name but the model's class names are unknown: "
                                      "pass classnames=[...] (the names of its output columns) or base class indices")
             if c not in names:
-                raise ClassNameError(f"base class {c!r} is not in the class list "
+                raise ClassNameError(f"base class {c!r} is not in the class list{did_you_mean(c, names)} "
                                      f"{list(names[:10])}{' ...' if len(names) > 10 else ''}; fix base_classes")
             idx.append(names.index(c))
         elif isinstance(c, int) and not isinstance(c, bool):
@@ -99,12 +101,12 @@ class DualPromptWrapper(DualPrompt):
                 f"{type(target).__name__} has no prompt tensor to dualise ({self.no_prompt_reason()}); wrap a "
                 "model with a trained prompt learner, or pass prompt_names=[...]")
         # the holder is frozen: P lives in it, and only the parallel prompt trains
-        requires_grad = {n: p.requires_grad for n, p in holder.named_parameters()}
+        found = ModuleState.capture(target)
         holder.requires_grad_(False)
         super().__init__({n: params[n] for n in names}, mode=opts.mode, weight_base=opts.weight_base,
                          weight_new=opts.weight_new)
         self.target = target
-        self._requires_grad = requires_grad
+        self._found = found
         self._ejected = False
         self._set_classes(classnames, opts.base_classes)
 
@@ -182,9 +184,10 @@ class DualPromptWrapper(DualPrompt):
             yield self
 
     def unwrap(self) -> nn.Module:
-        """Restore the target's ``requires_grad`` flags and return it (its prompts are still P)."""
-        for name, p in self.prompt_holder(self.target).named_parameters():
-            p.requires_grad_(self._requires_grad.get(name, p.requires_grad))
+        """Restore the target's ``requires_grad`` and training flags and return it (its prompts are still P);
+        once, like ``PromptedCLIP.eject``."""
+        if not self._ejected:
+            self._found.restore(self.target)
         self._ejected = True
         return self.target
 

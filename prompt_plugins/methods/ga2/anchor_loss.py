@@ -31,10 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...errors import ConfigError, ShapeError, check_finite
+from ...config import check_number
+from ...errors import ClassNameError, ConfigError, ShapeError, check_finite
 from ...precision import at_least_fp32
 from ...text_encoder import encode_tokens
-from ...tokenization import tokenize_classes
+from ...tokenization import check_classnames, check_template, tokenize_classes
 
 MODES = ("anchor_kl", "parity", "else_class")
 BANK_SIDES = ("frozen", "prompted")
@@ -118,12 +119,18 @@ class AttributeAnchorLoss(nn.Module):
         self.bank = list(DEFAULT_ATTRIBUTE_BANK if bank is None else bank)
         if isinstance(bank, str) or not self.bank or not all(isinstance(b, str) and b.strip() for b in self.bank):
             raise ConfigError("bank must be a non-empty list of non-blank attribute phrases")
+        try:
+            check_classnames(self.bank, "bank")
+        except ClassNameError as exc:
+            raise ConfigError(f"bank: {exc}") from None
         if mode == "parity" and len(self.bank) != 1:
             raise ConfigError(f"mode='parity' reproduces the released single negative prompt; pass one phrase "
                               f"(e.g. bank=['else']), got {len(self.bank)}")
-        if "{}" not in frozen_template:
-            raise ConfigError(f"frozen_template {frozen_template!r} has no '{{}}' for the attribute")
-        self.mode, self.weight, self.alpha, self.scale = mode, float(weight), float(alpha), scale
+        check_template("frozen_template", frozen_template)
+        self.weight = check_number("weight", weight, low=0.0)
+        self.alpha = check_number("alpha", alpha)
+        self.scale = None if scale is None else check_number("scale", scale, low=0.0, low_open=True)
+        self.mode = mode
         self.frozen_template, self.bank_side = frozen_template, bank_side
         self.stream = AnchorStream(anchors) if anchors is not None else None
         #: model -> (tower dtype, bank features); weak keys, so a freed model's entry goes with it
