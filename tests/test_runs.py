@@ -271,3 +271,40 @@ def test_train_eval_benchmark_over_seeds(world, capsys):
     base = sum(r["base"]["accuracy"] for r in results) / 2
     assert f"| Average (1 data set) | coop | 2 | 1 2 | {base:.2f} |" in table
     assert "| OxfordPets | coop | 2 | 1 2 |" in table
+
+
+EVAL_BAD = [
+    (["--batch-size", "0"], "--batch-size 0 is out of range"),
+    (["--frames", "0"], "--frames 0 is out of range"),
+    (["--workers", "-1"], "--workers -1 is out of range"),
+    (["--device", "tpu9"], "--device 'tpu9'"),
+    (["--seed", "2"], "was trained with 1; drop --seed"),
+    (["--shots", "3"], "was trained with 2; drop --shots"),
+    (["ADAPTER", "missing"], "is neither an adapter folder"),
+    (["JSON", "under-a-file"], "is a file; pass a folder"),
+    (["ZERO-SHOT", "--shots", "0"], "--shots 0 is out of range"),
+    (["ZERO-SHOT-NO-BACKBONE"], "needs --dataset, --root and --backbone"),
+]
+
+
+@pytest.mark.parametrize("args, message", EVAL_BAD, ids=[m[:30] for _, m in EVAL_BAD])
+def test_eval_bad_arguments_fail_before_any_work(world, tmp_path, monkeypatch, capsys, args, message):
+    import prompt_plugins.runs.backbone as backbone_module
+
+    tmp, data = world
+    monkeypatch.setattr(backbone_module, "load_backbone", lambda *a, **k: pytest.fail("work started"))
+    argv = ["eval", "--adapter", str(tmp / "coop" / "seed1"), "--quiet"]
+    if args[0] == "ADAPTER":
+        argv[2] = str(tmp_path / args[1])
+    elif args[0] == "JSON":
+        (tmp_path / "file").write_text("x")
+        argv += ["--json", str(tmp_path / "file" / "out.json")]
+    elif args[0] == "ZERO-SHOT":
+        argv = ["eval", *data, "--quiet", *args[1:]]
+    elif args[0] == "ZERO-SHOT-NO-BACKBONE":
+        argv = ["eval", *data[:4], "--quiet"]
+    else:
+        argv += args
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("prompt-plugins eval: error:") and message in err, err
