@@ -98,19 +98,22 @@ def write_video(path: Path, rgb: tuple[int, int, int], frames: int = 6) -> None:
 
 
 def vifi(videos: Path, splits: Path, *, base: int = 3, novel: int = 2, shots: int = 2, test: int = 2,
-         frames: int = 5, encoded: bool = False, name: str = "hmdb") -> tuple[Path, Path]:
-    """ViFi-CLIP's layout: ``splits/datasets_splits/base2novel_splits/<name>_splits/*.txt`` and
-    ``splits/labels/*.csv``; ``videos/<clip>.avi`` (a frame folder ``<clip>/`` unless ``encoded``)."""
-    lists = splits / "datasets_splits" / "base2novel_splits" / f"{name}_splits"
+         frames: int = 5, encoded: bool = False, dataset: str = "hmdb51") -> tuple[Path, Path]:
+    """ViFi-CLIP's layout of ``dataset`` (a key of ``VIFI_DATASETS``):
+    ``splits/datasets_splits/base2novel_splits/<x>_splits/*.txt`` and ``splits/labels/<x>_{base,novel}_labels.csv``;
+    ``videos/<clip>.avi`` (a frame folder ``<clip>/`` unless ``encoded``)."""
+    from prompt_plugins.data import VIFI_DATASETS
+
+    layout = VIFI_DATASETS[dataset]
+    lists = splits / "datasets_splits" / "base2novel_splits" / layout.split_dir
     labels = splits / "labels"
     lists.mkdir(parents=True)
     labels.mkdir(parents=True)
-    csv_name = {"hmdb": "hmdb_51"}[name]
     # ViFi's base list does not start with the alphabetically first class: base = the last classes here
     base_classes, novel_classes = CLASSES[novel:novel + base], CLASSES[:novel]
     for kind, classes in (("base", base_classes), ("novel", novel_classes)):
         rows = ["id,name"] + [f"{i},{n}" for i, (n, _) in enumerate(classes)]
-        (labels / f"{csv_name}_{kind}_labels.csv").write_text("\n".join(rows) + "\n")
+        (labels / (layout.base_csv if kind == "base" else layout.novel_csv)).write_text("\n".join(rows) + "\n")
 
     def clip(tag: str, label: int, rgb) -> str:
         rel = f"{tag}_{label}.avi"

@@ -18,7 +18,7 @@ LAYERS = [
     ["methods"],
     ["base_new", "training", "recipes", "data"],
     ["demo", "runs"],
-    ["commands", "cli"],
+    ["commands", "cli", "__main__"],
 ]
 
 

@@ -105,6 +105,18 @@ def test_vifi_split_files_and_csvs(tmp_path):
         read_splits("hmdb51", videos, seed=1)
 
 
+@pytest.mark.parametrize("key", ["k400", "hmdb51", "ucf101_video", "ssv2"])
+def test_every_vifi_dataset_reads_its_layout(tmp_path, key):
+    from prompt_plugins.data import VIFI_DATASETS
+
+    assert sorted(VIFI_DATASETS) == sorted(["k400", "hmdb51", "ucf101_video", "ssv2"])
+    videos, top = layouts.vifi(tmp_path / "videos", tmp_path / "vifi", base=2, novel=2, shots=1, test=1,
+                               frames=2, dataset=key)
+    splits = read_splits(key, videos, seed=3, splits_dir=top)
+    assert splits.name == VIFI_DATASETS[key].name and splits.base == [0, 1] and len(splits.classnames) == 4
+    assert (len(splits.train), len(splits.test)) == (2, 4)
+
+
 @pytest.mark.parametrize("case, match", [
     ("no_root", "--root must be the folder holding oxford_pets/"),
     ("no_split", "download split_zhou_OxfordPets.json"),

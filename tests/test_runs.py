@@ -122,10 +122,12 @@ def test_vifi_video_split_train_and_eval(tmp_path, encoded):
     assert result["base"]["items"] == 3 and result["new"]["items"] == 2 and result["protocol"] == "vifi-base2novel"
 
 
-@pytest.mark.parametrize("method", ["coop", "ga2"])
+@pytest.mark.parametrize("method", ["coop", "ga2", "dpc"])
 def test_resume_equals_an_uninterrupted_run(world, method, capsys):
     tmp, data = world
     extra = ["--epochs", "3", "--warmup-epochs", "1", "--batch-size", "2", "--shots", "2", "--quiet"]
+    if method == "dpc":  # the hard-negative sampler's generator is part of the saved state
+        extra += ["--method", "dpc", "--from", str(tmp / "coop")]
     if method == "ga2":
         extra += ["--method", "ga2", "--hard-prompt", str(tmp / "coop" / "seed1"), "--set", "n_visual_ctx=2",
                   "anchor_clips_per_step=1", "lr_update_every=1", "--anchors",
@@ -144,6 +146,37 @@ def test_resume_equals_an_uninterrupted_run(world, method, capsys):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert main(["train", *data, "--out", str(parts), "--resume", *extra]) == 0  # finished: skipped
     assert "skipped (--resume)" in capsys.readouterr().out
+
+
+def test_training_is_deterministic_per_seed(world):
+    tmp, data = world
+    assert main(["train", *data, "--out", str(tmp / "coop-again"), "--seeds", "1", *TINY]) == 0
+    first = load_file(str(tmp / "coop" / "seed1" / "adapter_model.safetensors"))
+    again = load_file(str(tmp / "coop-again" / "seed1" / "adapter_model.safetensors"))
+    other = load_file(str(tmp / "coop" / "seed2" / "adapter_model.safetensors"))
+    assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first["prompt.ctx"], other["prompt.ctx"])  # another seed: another draw and order
+
+
+def test_ga2_anchors_from_a_split_file(tmp_path):
+    from prompt_plugins.errors import ConfigError
+    from prompt_plugins.runs import TrainPlan
+    from prompt_plugins.runs.train import anchor_items
+
+    listing = tmp_path / "lists" / "anchors.txt"
+    listing.parent.mkdir()
+    listing.write_text("clips/a.avi 3\n\nclips/b.avi 7\n")  # ViFi's '<path> <label>' lines; labels unused
+    plan = TrainPlan(dataset="k400", root=".", backbone="b.pt", out="o", method="ga2", hard_prompt=str(listing),
+                     anchors=str(listing))
+    with pytest.raises(ConfigError, match="first clip .* does not exist; pass --anchors-root DIR"):
+        anchor_items(plan)
+    (listing.parent / "clips" / "a").mkdir(parents=True)  # a frame folder named like the video
+    assert [it.path for it in anchor_items(plan)] == [str(listing.parent / "clips/a.avi"),
+                                                      str(listing.parent / "clips/b.avi")]
+    plan.anchors_root = str(tmp_path / "videos")
+    (tmp_path / "videos" / "clips").mkdir(parents=True)
+    (tmp_path / "videos" / "clips" / "a.avi").write_bytes(b"")
+    assert anchor_items(plan)[0].path == str(tmp_path / "videos" / "clips/a.avi")
 
 
 def test_progress_is_one_line_per_epoch_in_a_log(world, capsys):
@@ -167,6 +200,8 @@ def test_overwrite_replaces_an_adapter(world, capsys):
 
 BAD = [
     (["--shots", "0"], "--shots 0 is out of range"),
+    (["--steps", "0"], "--steps 0: train counts epochs, as the recipes do; pass --epochs N"),
+    (["--batch", "0"], "--batch-size 0 is out of range"),  # argparse reads --batch as --batch-size
     (["--frames", "0"], "--frames 0 is out of range"),
     (["--lr", "-1"], "--lr -1.0 is out of range"),
     (["--lr", "nan"], "--lr nan is out of range"),
@@ -236,3 +271,40 @@ def test_train_eval_benchmark_over_seeds(world, capsys):
     base = sum(r["base"]["accuracy"] for r in results) / 2
     assert f"| Average (1 data set) | coop | 2 | 1 2 | {base:.2f} |" in table
     assert "| OxfordPets | coop | 2 | 1 2 |" in table
+
+
+EVAL_BAD = [
+    (["--batch-size", "0"], "--batch-size 0 is out of range"),
+    (["--frames", "0"], "--frames 0 is out of range"),
+    (["--workers", "-1"], "--workers -1 is out of range"),
+    (["--device", "tpu9"], "--device 'tpu9'"),
+    (["--seed", "2"], "was trained with 1; drop --seed"),
+    (["--shots", "3"], "was trained with 2; drop --shots"),
+    (["ADAPTER", "missing"], "is neither an adapter folder"),
+    (["JSON", "under-a-file"], "is a file; pass a folder"),
+    (["ZERO-SHOT", "--shots", "0"], "--shots 0 is out of range"),
+    (["ZERO-SHOT-NO-BACKBONE"], "needs --dataset, --root and --backbone"),
+]
+
+
+@pytest.mark.parametrize("args, message", EVAL_BAD, ids=[m[:30] for _, m in EVAL_BAD])
+def test_eval_bad_arguments_fail_before_any_work(world, tmp_path, monkeypatch, capsys, args, message):
+    import prompt_plugins.runs.backbone as backbone_module
+
+    tmp, data = world
+    monkeypatch.setattr(backbone_module, "load_backbone", lambda *a, **k: pytest.fail("work started"))
+    argv = ["eval", "--adapter", str(tmp / "coop" / "seed1"), "--quiet"]
+    if args[0] == "ADAPTER":
+        argv[2] = str(tmp_path / args[1])
+    elif args[0] == "JSON":
+        (tmp_path / "file").write_text("x")
+        argv += ["--json", str(tmp_path / "file" / "out.json")]
+    elif args[0] == "ZERO-SHOT":
+        argv = ["eval", *data, "--quiet", *args[1:]]
+    elif args[0] == "ZERO-SHOT-NO-BACKBONE":
+        argv = ["eval", *data[:4], "--quiet"]
+    else:
+        argv += args
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("prompt-plugins eval: error:") and message in err, err

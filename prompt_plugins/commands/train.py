@@ -48,13 +48,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace adapters already in RUN/seed{N}/")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: stop as if killed after N epochs
+    p.add_argument("--steps", help=argparse.SUPPRESS)  # gone: named in a clear error (main)
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
     from ..runs import TrainPlan, train
     from ..runs.trainer import Stopped
 
+    if args.steps is not None:
+        raise ConfigError(f"--steps {args.steps}: train counts epochs, as the recipes do; pass --epochs N (one "
+                          "epoch = the few-shot base set once, in batches of --batch-size)")
     overrides = {field: getattr(args, flag) for flag, field in OVERRIDES.items() if getattr(args, flag) is not None}
     if args.n_ctx is not None and args.ctx_init is None:
         overrides["ctx_init"] = None  # N tokens drawn from N(0, 0.02^2), not the recipe's init words

@@ -63,6 +63,10 @@ def anchor_items(plan: TrainPlan) -> list[Item]:
         items = [Item(str(root / line.split()[0]), 0) for line in path.read_text().splitlines() if line.strip()]
     if not items:
         raise ConfigError(f"--anchors {plan.anchors!r} holds no clips or images")
+    first = Path(items[0].path)
+    if not (first.exists() or first.with_suffix("").is_dir()):  # a video file or its frame folder
+        raise ConfigError(f"--anchors {plan.anchors!r}: its first clip {str(first)!r} does not exist; pass "
+                          "--anchors-root DIR, the folder the list's paths are relative to")
     return items
 
 
