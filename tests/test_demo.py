@@ -55,8 +55,8 @@ def test_demo_runners_do_what_each_method_claims(tmp_path, monkeypatch):
 
 
 def test_tasks_side_by_side_give_the_sequential_table(tmp_path, monkeypatch):
-    """``jobs=2`` runs the image and video tasks in two spawned processes (model weights sent, not re-trained):
-    same rows, same order, same accuracies as one process."""
+    """``jobs=2`` runs the two lanes in two spawned processes (model weights sent, not re-trained): same rows,
+    same order, same accuracies as one process."""
     from prompt_plugins.demo import run_demo
 
     monkeypatch.setenv("PROMPT_PLUGINS_CACHE", str(tmp_path))

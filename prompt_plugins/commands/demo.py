@@ -25,8 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int_at_least(0), default=0,
                    help="CPU threads (default 0: PyTorch's default, one per core)")
     p.add_argument("--jobs", type=int_at_least(0), default=0,
-                   help="run the image and video tasks side by side in this many processes (default 0: one per "
-                        "task on CPU, up to the cores and --threads; 1: one process)")
+                   help="run the methods in this many processes side by side (default 0: two on a CPU with two "
+                        "cores and threads, image + IVLP in one, the GA2 chain in the other; 1: one process)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=main)
 

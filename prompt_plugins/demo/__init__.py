@@ -25,8 +25,8 @@ def run_demo(*, world: str = "default", overrides: dict[str, Any] | None = None,
              methods: Sequence[str] | None = None, video: bool = True, device: str = "cpu", progress: bool = True,
              plot: str | None = None, evaluation: str = "test", jobs: int = 0) -> Results:
     """Run the selected runners for every seed, print the table (and save ``plot``); returns
-    ``{(method, task): [(base, new, seconds) per seed]}``. ``jobs``: tasks run side by side in that many
-    processes (0: one per task on CPU, up to the cores; 1: in this process)."""
+    ``{(method, task): [(base, new, seconds) per seed]}``. ``jobs``: the runners' lanes run side by side in that
+    many processes (0: one per lane on CPU, up to the cores; 1: in this process)."""
     if plot:
         check_matplotlib()
     cfg = preset(world).with_(**(overrides or {}))
@@ -35,7 +35,7 @@ def run_demo(*, world: str = "default", overrides: dict[str, Any] | None = None,
     if not runners:
         raise ConfigError(f"--methods {list(methods or [])} selects nothing; known: {sorted({r.name for r in RUNNERS})}")
     if jobs < 0:
-        raise ConfigError(f"jobs={jobs}: must be >= 0 (0 picks one process per task on CPU, 1 runs in this process)")
+        raise ConfigError(f"jobs={jobs}: must be >= 0 (0 picks one process per lane on CPU, 1 runs in this process)")
     if jobs == 0:
         jobs = 1 if device != "cpu" else max(1, min(2, os.cpu_count() or 1, torch.get_num_threads()))
     total = time.perf_counter()

@@ -1,6 +1,6 @@
-"""Run the demo's tasks (image, video) side by side in worker processes, one CPU thread share each: the tiny
-CLIP's small matrices use one core far better than two, so two tasks on two cores take about as long as the
-longer one alone. Every runner is seeded, so the table is the one a sequential run prints."""
+"""Run the demo's runners in lanes side by side in worker processes (``Runner.lane``), one CPU thread share
+each: the tiny CLIP's small matrices use one core far better than two, so two lanes on two cores take about as
+long as the longer one alone. Every runner is seeded, so the table is the one a sequential run prints."""
 from __future__ import annotations
 
 import multiprocessing
@@ -17,7 +17,7 @@ Results = dict[tuple[str, str], list[tuple[float, float, float]]]
 
 def run_task(cfg: WorldConfig, state: dict[str, torch.Tensor] | None, model: Any, keys: Sequence[tuple[str, str]],
              seeds: Sequence[int], progress: bool, evaluation: str, device: str, threads: int = 0) -> Results:
-    """The runners ``keys`` ((name, task) of ``RUNNERS``; one task) for every seed. In a worker ``model`` is
+    """The runners ``keys`` ((name, task) of ``RUNNERS``; one lane) for every seed. In a worker ``model`` is
     None and is built from ``state``."""
     from ..training import Timer
 
@@ -40,11 +40,11 @@ def run_task(cfg: WorldConfig, state: dict[str, torch.Tensor] | None, model: Any
 
 def run_tasks(cfg: WorldConfig, model: Any, runners: Sequence[Runner], seeds: Sequence[int], *, progress: bool,
               evaluation: str, device: str, jobs: int) -> Results:
-    """Group ``runners`` by task and run the groups in ``jobs`` processes (1: in this process); the results
+    """Group ``runners`` by lane and run the lanes in ``jobs`` processes (1: in this process); the results
     keep ``runners``' order."""
-    groups: dict[str, list[tuple[str, str]]] = {}
+    groups: dict[int, list[tuple[str, str]]] = {}
     for runner in runners:
-        groups.setdefault(runner.task, []).append((runner.name, runner.task))
+        groups.setdefault(runner.lane, []).append((runner.name, runner.task))
     jobs = min(jobs, len(groups))
     if jobs <= 1:
         parts = [run_task(cfg, None, model, group, seeds, progress, evaluation, device) for group in groups.values()]

@@ -149,9 +149,14 @@ def run_zero_shot(task_name: str) -> Callable[[Context], tuple[float, float]]:
 
 @dataclass(frozen=True)
 class Runner:
+    """``lane``: runners of one lane run in order in one process; lanes run side by side (``--jobs``). A lane
+    holds every runner whose prompts a later runner of it reuses; the lanes balance the work (GA2's chain is
+    the longest: its source run, GA2 w/o anchors, GA2, GA2+DPC)."""
+
     name: str
     task: str
     fn: Callable[[Context], tuple[float, float]]
+    lane: int = 0
 
 
 #: methods in run order (later ones reuse the tuned prompts of earlier ones of the same seed)
@@ -160,9 +165,9 @@ RUNNERS: list[Runner] = [
     Runner("CoOp", "image", image.run_coop),
     Runner("CoOp same budget", "image", image.run_coop_same_budget),
     Runner("CoOp+DPC", "image", image.run_coop_dpc),
-    Runner("zero-shot", "video", run_zero_shot("video")),
+    Runner("zero-shot", "video", run_zero_shot("video"), lane=1),
     Runner("IVLP", "video", video.run_ivlp),
-    Runner("GA2 w/o anchors", "video", video.run_ga2_no_anchors),
-    Runner("GA2", "video", video.run_ga2),
-    Runner("GA2+DPC", "video", video.run_ga2_dpc),
+    Runner("GA2 w/o anchors", "video", video.run_ga2_no_anchors, lane=1),
+    Runner("GA2", "video", video.run_ga2, lane=1),
+    Runner("GA2+DPC", "video", video.run_ga2_dpc, lane=1),
 ]

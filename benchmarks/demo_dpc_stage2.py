@@ -1,0 +1,76 @@
+"""How the demo chose its CoOp+DPC stage-2 config, and what stage 2 does to base accuracy, on the *validation*
+split of the built-in world (never the reported test split).
+
+For each seed: CoOp (the demo's stage 1), then DPC stage 2 from that prompt with every released stage-2 config
+(the five CoOp-backbone files and the PromptKD README one), and with ``--ce`` a diagnostic: the same stage 2 but
+cross-entropy over all base classes in place of the hard-negative objective (same optimiser, step and w_b), which
+says whether base accuracy has room above CoOp at all. New accuracy stays the backbone's in every row (w_n = 0).
+
+    PROMPT_PLUGINS_CACHE=... python benchmarks/demo_dpc_stage2.py --seeds 1 2 3 [--ce] [--configs NAME ...]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import torch
+import torch.nn.functional as F
+
+from prompt_plugins.demo import image, runners
+from prompt_plugins.demo.tasks import local_labels
+from prompt_plugins.demo.world import World, load_or_pretrain, preset
+from prompt_plugins.methods.dpc import DualPromptWrapper
+from prompt_plugins.recipes import RECIPES
+from prompt_plugins.training import FeatureModel, fit_recipe
+
+CONFIGS = [name for name in RECIPES if name.startswith("dpc")]
+
+
+def stage2(ctx: runners.Context, name: str, ce: bool) -> float:
+    """Base accuracy (val) after stage 2 with recipe ``name`` from the seed's CoOp prompt."""
+    task, recipe = ctx.task("image"), ctx.recipe(name)
+    with ctx.attached("coop", "image", state=ctx.state("coop/image", image.run_coop)) as prompted:
+        wrapper = DualPromptWrapper(prompted, ctx.base_names, **recipe.dpc_options()["wrapper"])
+        if ce:
+            head, g = FeatureModel(wrapper, ctx.scale), torch.Generator().manual_seed(ctx.seed)
+            y, base = local_labels(task.split.train_y, ctx.world.base), ctx.world.base
+            fit_recipe(lambda idx, epoch: F.cross_entropy(head(image.pick_views(task.train_views, idx, g), classes=base),
+                                                          y[idx]), wrapper.trainable_parameters(), len(y), recipe,
+                       seed=ctx.seed, progress=False)
+        else:
+            image.train_hard_negatives(ctx, task.train_views, task.split.train_y, wrapper, recipe, name)
+        base_acc, _ = ctx.evaluate_text(task, wrapper)
+        wrapper.unwrap()
+        return base_acc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--configs", nargs="+", default=CONFIGS, choices=CONFIGS)
+    parser.add_argument("--ce", action="store_true", help="also run stage 2 with cross-entropy (room check)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = preset("default")
+    world = World(cfg)
+    model, _, _ = load_or_pretrain(cfg, progress=False, log=lambda *a: None)
+    rows: dict[str, list[float]] = {}
+    for seed in args.seeds:
+        ctx = runners.Context(cfg, world, model, seed, progress=False, evaluation="val")
+        rows.setdefault("CoOp (stage 1)", []).append(runners.seeded(seed, lambda: image.run_coop(ctx))[0])
+        for name in args.configs:
+            for ce in (False, True) if args.ce else (False,):
+                label = f"{name}{' + CE' if ce else ''}"
+                rows.setdefault(label, []).append(runners.seeded(seed, lambda: stage2(ctx, name, ce)))
+                print(f"seed {seed} {label}: base {rows[label][-1]:.1f}", flush=True)
+    coop = rows["CoOp (stage 1)"]
+    print(f"\nvalidation base accuracy (%), seeds {' '.join(map(str, args.seeds))}")
+    print(f"{'stage 2':<34} {'per seed':<20} {'mean':>6} {'vs CoOp':>8}")
+    for label, values in rows.items():
+        delta = statistics.mean(v - c for v, c in zip(values, coop))
+        print(f"{label:<34} {' '.join(f'{v:.1f}' for v in values):<20} {statistics.mean(values):6.1f} {delta:+8.2f}")
+
+
+if __name__ == "__main__":
+    main()
