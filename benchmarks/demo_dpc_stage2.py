@@ -2,11 +2,11 @@
 split of the built-in world (never the reported test split).
 
 For each seed: CoOp (the demo's stage 1), then DPC stage 2 from that prompt with every released stage-2 config
-(the five CoOp-backbone files and the PromptKD README one), and with ``--ce`` a diagnostic: the same stage 2 but
-cross-entropy over all base classes in place of the hard-negative objective (same optimiser, step and w_b), which
-says whether base accuracy has room above CoOp at all. New accuracy stays the backbone's in every row (w_n = 0).
+(the five CoOp-backbone files and the PromptKD README one), and with ``--objective ce`` a diagnostic: the same
+stage 2 but cross-entropy over all base classes in place of the hard-negative objective (same optimiser, step and
+w_b), which says whether base accuracy has room above CoOp at all. New accuracy stays the backbone's (w_n = 0).
 
-    PROMPT_PLUGINS_CACHE=... python benchmarks/demo_dpc_stage2.py --seeds 1 2 3 [--ce] [--configs NAME ...]
+    PROMPT_PLUGINS_CACHE=... python benchmarks/demo_dpc_stage2.py --seeds 1 2 3 [--objective hn|ce|both]
 """
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--configs", nargs="+", default=CONFIGS, choices=CONFIGS)
-    parser.add_argument("--ce", action="store_true", help="also run stage 2 with cross-entropy (room check)")
+    parser.add_argument("--objective", choices=("hn", "ce", "both"), default="hn",
+                        help="stage 2 with the hard-negative objective (hn), cross-entropy (ce: room check) or both")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -60,7 +61,7 @@ def main() -> None:
         ctx = runners.Context(cfg, world, model, seed, progress=False, evaluation="val")
         rows.setdefault("CoOp (stage 1)", []).append(runners.seeded(seed, lambda: image.run_coop(ctx))[0])
         for name in args.configs:
-            for ce in (False, True) if args.ce else (False,):
+            for ce in {"hn": (False,), "ce": (True,), "both": (False, True)}[args.objective]:
                 label = f"{name}{' + CE' if ce else ''}"
                 rows.setdefault(label, []).append(runners.seeded(seed, lambda: stage2(ctx, name, ce)))
                 print(f"seed {seed} {label}: base {rows[label][-1]:.1f}", flush=True)

@@ -13,12 +13,10 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import ConfigError
-from .parallel import run_tasks
+from .parallel import Results, run_lanes
 from .report import check_matplotlib, format_table, save_plot
 from .runners import RUNNERS
 from .world import World, load_or_pretrain, preset
-
-Results = dict[tuple[str, str], list[tuple[float, float, float]]]
 
 
 def run_demo(*, world: str = "default", overrides: dict[str, Any] | None = None, seeds: Sequence[int] = (1,),
@@ -45,7 +43,7 @@ def run_demo(*, world: str = "default", overrides: dict[str, Any] | None = None,
           f"({len(the_world.base)} base / {len(the_world.new)} new, new colours unseen in tuning), "
           f"{cfg.shots} shots per base class, {cfg.n_test} test items per class; "
           f"{len(the_world.source)} source classes (other colours) for GA2's hard prompt and anchors")
-    results = run_tasks(cfg, model, runners, seeds, progress=progress, evaluation=evaluation, device=device,
+    results = run_lanes(cfg, model, runners, seeds, progress=progress, evaluation=evaluation, device=device,
                         jobs=jobs)
     print()
     if evaluation != "test":

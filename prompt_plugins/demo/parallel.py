@@ -9,18 +9,17 @@ from typing import Any, Sequence
 
 import torch
 
+from ..training import Timer
 from .runners import RUNNERS, Context, Runner, seeded
 from .world import World, WorldConfig, build_clip
 
 Results = dict[tuple[str, str], list[tuple[float, float, float]]]
 
 
-def run_task(cfg: WorldConfig, state: dict[str, torch.Tensor] | None, model: Any, keys: Sequence[tuple[str, str]],
+def run_lane(cfg: WorldConfig, state: dict[str, torch.Tensor] | None, model: Any, keys: Sequence[tuple[str, str]],
              seeds: Sequence[int], progress: bool, evaluation: str, device: str, threads: int = 0) -> Results:
     """The runners ``keys`` ((name, task) of ``RUNNERS``; one lane) for every seed. In a worker ``model`` is
     None and is built from ``state``."""
-    from ..training import Timer
-
     runners = [r for r in RUNNERS if (r.name, r.task) in keys]
     if threads:
         torch.set_num_threads(threads)
@@ -38,7 +37,7 @@ def run_task(cfg: WorldConfig, state: dict[str, torch.Tensor] | None, model: Any
     return results
 
 
-def run_tasks(cfg: WorldConfig, model: Any, runners: Sequence[Runner], seeds: Sequence[int], *, progress: bool,
+def run_lanes(cfg: WorldConfig, model: Any, runners: Sequence[Runner], seeds: Sequence[int], *, progress: bool,
               evaluation: str, device: str, jobs: int) -> Results:
     """Group ``runners`` by lane and run the lanes in ``jobs`` processes (1: in this process); the results
     keep ``runners``' order."""
@@ -47,12 +46,12 @@ def run_tasks(cfg: WorldConfig, model: Any, runners: Sequence[Runner], seeds: Se
         groups.setdefault(runner.lane, []).append((runner.name, runner.task))
     jobs = min(jobs, len(groups))
     if jobs <= 1:
-        parts = [run_task(cfg, None, model, group, seeds, progress, evaluation, device) for group in groups.values()]
+        parts = [run_lane(cfg, None, model, group, seeds, progress, evaluation, device) for group in groups.values()]
     else:
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         threads = max(1, torch.get_num_threads() // jobs)
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(run_task, cfg, state, None, group, seeds, progress, evaluation, device, threads)
+            futures = [pool.submit(run_lane, cfg, state, None, group, seeds, progress, evaluation, device, threads)
                        for group in groups.values()]
             parts = [f.result() for f in futures]
     merged = {k: v for part in parts for k, v in part.items()}
