@@ -44,6 +44,26 @@ def stage2(ctx: runners.Context, name: str, ce: bool) -> float:
         return base_acc
 
 
+def negatives_found(batch_size: int, top_k: int, n_classes: int = 32, shots: int = 16, epochs: int = 5) -> tuple[float, float]:
+    """(% of anchors with at least one negative, negatives per anchor) of the sampler on the demo's base label
+    layout (``n_classes`` x ``shots``, shuffled batches), with random backbone scores: the non-repeat filter's
+    arithmetic (the batch's classes and accepted negatives are used up), not a trained model's choices."""
+    from prompt_plugins.methods.dpc.sampler import sample_negatives
+
+    g, labels = torch.Generator().manual_seed(0), torch.arange(n_classes).repeat_interleave(shots)
+    found = total = anchors = 0
+    for _ in range(epochs):
+        order = labels[torch.randperm(len(labels), generator=g)]
+        for i in range(0, len(order), batch_size):
+            y = order[i:i + batch_size]
+            negatives = sample_negatives(torch.randn(len(y), n_classes, generator=g), y, candidates=range(n_classes),
+                                         top_k=top_k, min_negatives=2, generator=g)
+            anchors += len(y)
+            found += sum(bool(n) for n in negatives)
+            total += sum(len(n) for n in negatives)
+    return 100 * found / anchors, total / anchors
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
@@ -51,7 +71,15 @@ def main() -> None:
     parser.add_argument("--objective", choices=("hn", "ce", "both"), default="hn",
                         help="stage 2 with the hard-negative objective (hn), cross-entropy (ce: room check) or both")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--negatives", action="store_true", help="only print how often the sampler finds negatives")
     args = parser.parse_args()
+    if args.negatives:
+        for name in args.configs:
+            recipe = RECIPES[name]
+            found, per_anchor = negatives_found(recipe.batch_size, recipe.top_k)
+            print(f"{name:<24} batch {recipe.batch_size:>2} K {recipe.top_k}: {found:5.1f} % of anchors with a "
+                  f"negative, {per_anchor:.2f} negatives per anchor")
+        return
     torch.set_num_threads(args.threads)
     cfg = preset("default")
     world = World(cfg)
