@@ -21,7 +21,7 @@ from prompt_plugins.demo.tasks import local_labels
 from prompt_plugins.demo.world import World, load_or_pretrain, preset
 from prompt_plugins.methods.dpc import DualPromptWrapper
 from prompt_plugins.recipes import RECIPES
-from prompt_plugins.training import FeatureModel, fit_recipe
+from prompt_plugins.training import FeatureModel, fit_recipe, seeded
 
 CONFIGS = [name for name in RECIPES if name.startswith("dpc")]
 
@@ -87,11 +87,11 @@ def main() -> None:
     rows: dict[str, list[float]] = {}
     for seed in args.seeds:
         ctx = runners.Context(cfg, world, model, seed, progress=False, evaluation="val")
-        rows.setdefault("CoOp (stage 1)", []).append(runners.seeded(seed, lambda: image.run_coop(ctx))[0])
+        rows.setdefault("CoOp (stage 1)", []).append(seeded(seed, lambda: image.run_coop(ctx))[0])
         for name in args.configs:
             for ce in {"hn": (False,), "ce": (True,), "both": (False, True)}[args.objective]:
                 label = f"{name}{' + CE' if ce else ''}"
-                rows.setdefault(label, []).append(runners.seeded(seed, lambda: stage2(ctx, name, ce)))
+                rows.setdefault(label, []).append(seeded(seed, lambda: stage2(ctx, name, ce)))
                 print(f"seed {seed} {label}: base {rows[label][-1]:.1f}", flush=True)
     coop = rows["CoOp (stage 1)"]
     print(f"\nvalidation base accuracy (%), seeds {' '.join(map(str, args.seeds))}")

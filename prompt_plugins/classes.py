@@ -11,14 +11,16 @@ import torch
 from torch import Tensor
 
 from .errors import ClassNameError
+from .tokenization import normalize_classname
 
 ClassSelector = Sequence[int] | Sequence[str] | Tensor | None
 
 
 def did_you_mean(name: str, known: Sequence[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest known name, ignoring case and spaces; else ''."""
-    folded = {" ".join(k.split()).casefold(): k for k in known}
-    close = difflib.get_close_matches(" ".join(name.split()).casefold(), list(folded), n=1, cutoff=0.75)
+    """`` (did you mean 'x'?)`` for the closest known name once both are normalised as the duplicate check
+    normalises them (``normalize_classname``: Unicode form, case, spaces); else ''."""
+    folded = {normalize_classname(k): k for k in known}
+    close = difflib.get_close_matches(normalize_classname(name), list(folded), n=1, cutoff=0.75)
     return f" (did you mean {folded[close[0]]!r}?)" if close else ""
 
 

@@ -11,6 +11,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def seeded(seed: int, fn: Callable[[], Any]) -> Any:
+    """``fn()`` under ``torch.manual_seed(seed)`` (its parameter inits, dropout masks), the caller's global RNG
+    state left untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return fn()
+
 
 class FeatureModel(nn.Module):
     """Logits of a text-side adapter over precomputed frozen image features.

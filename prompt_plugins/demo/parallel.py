@@ -9,8 +9,8 @@ from typing import Any, Sequence
 
 import torch
 
-from ..training import Timer
-from .runners import RUNNERS, Context, Runner, seeded
+from ..training import Timer, seeded
+from .runners import RUNNERS, Context, Runner
 from .world import World, WorldConfig, build_clip
 
 Results = dict[tuple[str, str], list[tuple[float, float, float]]]

@@ -17,18 +17,10 @@ from torch import Tensor, nn
 from ..base_new import accuracy
 from ..recipes import Recipe, get_recipe
 from ..registry import wrap
-from ..training import encode_images, eval_mode
+from ..training import encode_images, eval_mode, seeded
 from . import image, video
 from .tasks import build_image_task, build_video_task, local_labels
 from .world import World, WorldConfig
-
-
-def seeded(seed: int, fn: Callable[[], Any]) -> Any:
-    """Run ``fn`` (which may initialise parameters from the global generator) under ``seed``, leaving the
-    caller's global RNG state untouched."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return fn()
 
 
 def demo_recipe(name: str, world: World) -> Recipe:

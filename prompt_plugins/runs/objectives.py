@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from ..data import ItemDataset, Task, mix_seed
 from ..errors import ConfigError
 from ..recipes import Recipe, get_recipe
+from ..training import seeded
 
 #: the recipe each method trains with unless ``--recipe`` names another
 DEFAULT_RECIPES = {"coop": "coop", "ivlp": "ivlp_vifi", "dpc": "dpc", "ga2": "ga2"}
@@ -82,13 +83,6 @@ def _recipes() -> dict[str, Recipe]:
     from ..recipes import RECIPES
 
     return RECIPES
-
-
-def seeded(seed: int, fn: Callable[[], Any]) -> Any:
-    """``fn()`` under ``torch.manual_seed(seed)``, the caller's RNG state left untouched."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return fn()
 
 
 def hard_prompt_file(path: str) -> str:

@@ -143,11 +143,7 @@ def train_seed(plan: TrainPlan, job: SeedJob, model: torch.nn.Module, device: to
     else:
         anchors = None
         if plan.anchors is not None:
-            from ..data import ItemDataset, transforms_for
-
-            items = anchor_items(plan)
-            anchors = ItemDataset(items, transforms_for(task, size, frames, True), seed=seed,
-                                  video=task.kind == "video")
+            anchors = dataset_for(task, anchor_items(plan), size, frames, train=True, seed=seed)
         objective = cross_entropy(model, task, recipe, seed, hard_prompt=plan.hard_prompt, anchors=anchors,
                                   anchor_weight=plan.anchor_weight)
     objective.adapter.to(device)  # prompts are built on the CPU
