@@ -44,13 +44,14 @@ def add_data_arguments(p: argparse.ArgumentParser, *, required: bool) -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: PyTorch's default)")
 
 
-def parse_set(items: list[str] | None) -> dict[str, Any]:
-    """``--set FIELD=VALUE`` pairs (VALUE is JSON when it parses, else a string)."""
+def parse_set(items: list[str] | None, flag: str = "--set",
+              usage: str = "use FIELD=VALUE with a recipe field, e.g. --set momentum=0.8") -> dict[str, Any]:
+    """``FLAG KEY=VALUE`` pairs (VALUE is JSON when it parses, else a string; dashes in KEY read as underscores)."""
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--set {item!r}: use FIELD=VALUE with a recipe field, e.g. --set momentum=0.8")
+            raise ConfigError(f"{flag} {item!r}: {usage}")
         try:
             out[key.replace("-", "_")] = json.loads(value)
         except json.JSONDecodeError:

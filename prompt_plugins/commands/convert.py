@@ -10,13 +10,7 @@ from typing import Any
 
 from ..checkpoint import CONFIG_NAME
 from ..errors import ConfigError
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+from ._args import parse_set
 
 
 def to_clip(args: argparse.Namespace) -> int:
@@ -53,12 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if args.to_clip:
         return to_clip(args)
 
-    options: dict[str, Any] = {}
-    for item in args.option or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--option {item!r}: use KEY=VALUE (VALUE is JSON when it parses, else a string)")
-        options[key.replace("-", "_")] = _parse_value(value)
+    options = parse_set(args.option, "--option", "use KEY=VALUE (VALUE is JSON when it parses, else a string)")
     if args.hard_prompt is not None:
         options["hard_prompt"] = args.hard_prompt
     if args.backbone is not None:
