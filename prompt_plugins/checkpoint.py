@@ -38,9 +38,6 @@ MAX_CONFIG_BYTES = 64 * 2**20
 #: the text after the context slots, and the zero-shot template of ``disabled()``; the one place they are set
 DEFAULT_TEMPLATE = "{}."
 DEFAULT_ZERO_SHOT_TEMPLATE = "a photo of a {}."
-#: the name the run and command modules write their files with (``files.write_atomic``)
-atomic_write_bytes = write_atomic
-
 
 @dataclass
 class AdapterConfig(Config):

@@ -18,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..checkpoint import atomic_write_bytes
+    from ..files import write_atomic
     from ..runs.plan import check_writable
     from ..runs.report import aggregate, load_results, save_plot, to_csv, to_markdown
 
@@ -34,7 +34,7 @@ def main(args: argparse.Namespace) -> int:
     for value, text in ((args.markdown, table), (args.csv, to_csv(rows) if args.csv else "")):
         if value:
             Path(value).parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(Path(value), text.encode())
+            write_atomic(Path(value), text.encode())
             print(f"wrote {value}")
     if args.plot:
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,8 @@ def to_clip(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..checkpoint import atomic_write_bytes, serialize_tensors
+    from ..checkpoint import serialize_tensors
+    from ..files import write_atomic
     from ..runs.backbone import backbone_state_dict, build_openai
 
     out = Path(args.out_dir)
@@ -36,7 +37,7 @@ def to_clip(args: argparse.Namespace) -> int:
         torch.save({k: v.contiguous() for k, v in state.items()}, buffer)
         data = buffer.getvalue()
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out, data)
+    write_atomic(out, data)
     print(f"wrote the CLIP backbone of {args.src} ({len(state)} tensors) -> {out}; use it as --backbone {out}")
     return 0
 

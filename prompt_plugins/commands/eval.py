@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..checkpoint import atomic_write_bytes
+    from ..files import write_atomic
     from ..runs import EvalPlan, evaluate_adapters
     from ..runs.plan import check_writable
     from ..runs.results import adapter_folders, format_result
@@ -44,6 +44,6 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         data = results[0] if len(results) == 1 else results
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(Path(args.json), (json.dumps(data, indent=2) + "\n").encode())
+        write_atomic(Path(args.json), (json.dumps(data, indent=2) + "\n").encode())
         print(f"wrote {args.json}")
     return 0

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import atomic_write_bytes
+from ..files import write_atomic
 from ..errors import CheckpointError, ConfigError
 
 STATE_NAME = "training_state.pt"
@@ -39,7 +39,7 @@ def save_state(path: Path, *, epoch: int, plan: dict[str, Any], adapter: dict[st
     torch.save({"version": STATE_VERSION, "epoch": epoch, "plan": plan, "loss": loss,
                 "adapter": {k: v.detach().cpu() for k, v in adapter.items()},
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
 
 
 def load_state(path: Path, plan: dict[str, Any]) -> dict[str, Any]:
