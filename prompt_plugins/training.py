@@ -24,11 +24,14 @@ class FeatureModel(nn.Module):
 
     ``forward(features (B, E), classes=None) -> (B, C')`` and, for a ``DualPromptWrapper``,
     ``backbone_logits`` (the frozen prompt P), so ``HardNegativeOptimizer`` can take it as its
-    model with a dataset of (feature, label) pairs."""
+    model with a dataset of (feature, label) pairs. P does not change during DPC's stage 2, so its
+    text features are computed once per class selection and reused at every step (``clear_cache()``
+    after changing P)."""
 
     def __init__(self, adapter: nn.Module, scale: float):
         super().__init__()
         self.adapter, self.scale = adapter, scale
+        self._backbone_text: dict[Any, Tensor] = {}
 
     def forward(self, features: Tensor, classes: Any = None) -> Tensor:
         return self.scale * features @ self.adapter.encode_text(classes).t()
@@ -36,12 +39,27 @@ class FeatureModel(nn.Module):
     @torch.no_grad()
     def backbone_logits(self, features: Tensor, classes: Any = None) -> Tensor:
         """The frozen backbone's logits, computed with dropout off (the hard-negative sampler's scores)."""
-        with eval_mode(self.adapter):
-            return self.scale * features @ self.adapter.encode_text(classes, route="backbone").t()
+        key = _selection_key(classes)
+        text = self._backbone_text.get(key)
+        if text is None:
+            with eval_mode(self.adapter):
+                text = self._backbone_text[key] = self.adapter.encode_text(classes, route="backbone")
+        return self.scale * features @ text.t()
+
+    def clear_cache(self) -> None:
+        """Forget the backbone's text features (after changing the backbone prompt P)."""
+        self._backbone_text.clear()
 
     @property
     def base_indices(self) -> list[int] | None:
         return getattr(self.adapter, "base_indices", None)
+
+
+def _selection_key(classes: Any) -> Any:
+    """A hashable key for a class selection (None, indices as a tensor or sequence, or names)."""
+    if classes is None or isinstance(classes, (str, int)):
+        return classes
+    return tuple(classes.flatten().tolist()) if isinstance(classes, Tensor) else tuple(classes)
 
 
 @contextmanager

@@ -68,3 +68,53 @@ def test_tasks_side_by_side_give_the_sequential_table(tmp_path, monkeypatch):
     assert all([r[:2] for r in two[k]] == [r[:2] for r in one[k]] for k in one)
     with pytest.raises(Exception, match="jobs=-1"):
         run_demo(jobs=-1, **kwargs)
+
+
+def test_feature_model_scores_with_the_backbone_text_encoded_once(tmp_path, monkeypatch):
+    """DPC's stage 2 scores every step with the frozen backbone P: its text features are encoded once per class
+    selection, give the logits a fresh encoding gives, and are re-encoded after ``clear_cache()``."""
+    from prompt_plugins.demo import runners
+    from prompt_plugins.demo.world import World, load_or_pretrain, preset
+    from prompt_plugins.methods.dpc import DualPromptWrapper
+    from prompt_plugins.training import FeatureModel, eval_mode
+
+    monkeypatch.setenv("PROMPT_PLUGINS_CACHE", str(tmp_path))
+    cfg = preset("tiny").with_(pretrain_steps=2)
+    model, _, _ = load_or_pretrain(cfg, progress=False, log=lambda *a: None)
+    ctx = runners.Context(cfg, World(cfg), model, 1, progress=False)
+    with ctx.attached("coop", "image") as prompted:
+        wrapper = DualPromptWrapper(prompted, ctx.base_names)
+        head, calls = FeatureModel(wrapper, 100.0), []
+        encode = wrapper.encode_text
+        monkeypatch.setattr(wrapper, "encode_text", lambda *a, **k: calls.append(k.get("route")) or encode(*a, **k))
+        feats = torch.nn.functional.normalize(torch.randn(5, cfg.embed_dim), dim=-1)
+        first = head.backbone_logits(feats)
+        with torch.no_grad():
+            wrapper.trainable_parameters()[0].add_(1.0)  # X moves; P (the scores) must not
+        assert torch.equal(head.backbone_logits(feats), first) and calls == ["backbone"]
+        with eval_mode(wrapper), torch.no_grad():
+            fresh = 100.0 * feats @ encode(None, route="backbone").t()
+        assert torch.allclose(first, fresh, atol=1e-5)
+        head.backbone_logits(feats, classes=torch.tensor([0, 1]))
+        assert calls == ["backbone", "backbone"]  # another class selection: encoded once more
+        head.clear_cache()
+        head.backbone_logits(feats)
+        assert calls == ["backbone"] * 3
+        wrapper.unwrap()
+
+
+def test_hard_prompt_is_trained_once_per_world_and_cached(tmp_path, monkeypatch):
+    """GA2's hard prompt is one tensor per world (seed 0, like a released file): a later run of any seed loads it
+    from the cache instead of retraining."""
+    from prompt_plugins.demo import runners, video
+    from prompt_plugins.demo.world import World, load_or_pretrain, preset
+
+    monkeypatch.setenv("PROMPT_PLUGINS_CACHE", str(tmp_path))
+    cfg = preset("tiny").with_(pretrain_steps=2)
+    world = World(cfg)
+    model, _, _ = load_or_pretrain(cfg, progress=False, log=lambda *a: None)
+    first = video.hard_prompt(runners.Context(cfg, world, model, 1, progress=False))
+    assert video.hard_prompt_path(runners.Context(cfg, world, model, 1, progress=False)).is_file()
+    monkeypatch.setattr(video, "_train_hard_prompt", lambda ctx: pytest.fail("retrained a cached hard prompt"))
+    again = video.hard_prompt(runners.Context(cfg, world, model, 2, progress=False))
+    assert torch.equal(first, again) and first.abs().sum() > 0

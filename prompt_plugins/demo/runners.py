@@ -55,6 +55,8 @@ class Context:
     #: "test" (reported) or "val" (for choosing settings)
     evaluation: str = "test"
     artifacts: dict[str, dict[str, Tensor]] = field(default_factory=dict)
+    #: this seed's prompted test features (base, new) by key (``evaluate_clips``)
+    features: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
     _tasks: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -120,12 +122,19 @@ class Context:
         with eval_mode(adapter):
             return self._accuracies(task, task.base_feats, task.new_feats, adapter.encode_text)
 
-    def evaluate_clips(self, task: Any, adapter: Any, image_encoder: Any = None) -> tuple[float, float]:
-        """(base, new) accuracy with the adapter's own (or ``image_encoder``'s) prompted clip features."""
+    def evaluate_clips(self, task: Any, adapter: Any, image_encoder: Any = None, features: str | None = None
+                       ) -> tuple[float, float]:
+        """(base, new) accuracy with the adapter's own (or ``image_encoder``'s) prompted clip features; with
+        ``features`` the test features are kept under that key and reused by a later call with the same key (the
+        same visual prompts: GA2+DPC evaluates with GA2's)."""
         encoder = adapter if image_encoder is None else image_encoder
         with eval_mode(adapter), eval_mode(encoder):
-            base, new = (encode_images(encoder, x) for x in (task.split.test_base_x, task.split.test_new_x))
-            return self._accuracies(task, base, new, adapter.encode_text)
+            feats = self.features.get(features) if features else None
+            if feats is None:
+                feats = tuple(encode_images(encoder, x) for x in (task.split.test_base_x, task.split.test_new_x))
+                if features:
+                    self.features[features] = feats
+            return self._accuracies(task, *feats, adapter.encode_text)
 
 
 def run_zero_shot(task_name: str) -> Callable[[Context], tuple[float, float]]:
@@ -142,8 +151,9 @@ def run_zero_shot(task_name: str) -> Callable[[Context], tuple[float, float]]:
 @dataclass(frozen=True)
 class Runner:
     """``lane``: runners of one lane run in order in one process; lanes run side by side (``--jobs``). A lane
-    holds every runner whose prompts a later runner of it reuses; the lanes balance the work (GA2's chain is
-    the longest: its source run, GA2 w/o anchors, GA2, GA2+DPC)."""
+    holds every runner whose prompts a later runner of it reuses (GA2+DPC starts from GA2's prompts); the lanes
+    balance the work: image + IVLP + GA2 w/o anchors | GA2 and GA2+DPC. GA2's hard prompt is trained once per
+    world and cached (``video.hard_prompt``), so both lanes can use it."""
 
     name: str
     task: str
@@ -159,7 +169,7 @@ RUNNERS: list[Runner] = [
     Runner("CoOp+DPC", "image", image.run_coop_dpc),
     Runner("zero-shot", "video", run_zero_shot("video"), lane=1),
     Runner("IVLP", "video", video.run_ivlp),
-    Runner("GA2 w/o anchors", "video", video.run_ga2_no_anchors, lane=1),
+    Runner("GA2 w/o anchors", "video", video.run_ga2_no_anchors),
     Runner("GA2", "video", video.run_ga2, lane=1),
     Runner("GA2+DPC", "video", video.run_ga2_dpc, lane=1),
 ]

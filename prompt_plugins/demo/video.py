@@ -4,17 +4,24 @@ classes) and GA2+DPC. GA2's hard prompt is the layer-0 context of an IVLP run on
 colours, in neither base nor new), as GA2-CLIP takes it from a run on another data set."""
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from ..errors import CheckpointError
+from ..files import write_atomic
+
 from ..methods.dpc import DualPromptWrapper
 from ..methods.ga2 import AttributeAnchorLoss
-from ..training import encode_images, eval_mode, fit_recipe
+from ..training import encode_images, eval_mode, fit_recipe, seeded
 from .image import train_hard_negatives
 from .tasks import N_VIEWS, VideoTask, local_labels, view_features
-from .world import MOTIONS, augment
+from .world import MOTIONS, augment, cache_dir
 
 #: GA2's attribute-anchor weight λ (the paper's value is unknown; the spec suggests a sweep over 1-10)
 ANCHOR_WEIGHT = 1.0
@@ -27,10 +34,12 @@ def attribute_bank(world: Any) -> list[str]:
 
 
 def train_clips(ctx: Any, x: torch.Tensor, y: torch.Tensor, classes: list[int], prompted: Any, recipe: Any,
-                desc: str, anchor_loss: AttributeAnchorLoss | None = None, anchors: torch.Tensor | None = None) -> None:
+                desc: str, anchor_loss: AttributeAnchorLoss | None = None, anchors: torch.Tensor | None = None,
+                seed: int | None = None) -> None:
     """Cross-entropy over ``classes`` on augmented clips (+ the anchor loss on ``recipe.anchor_clips_per_step``
-    anchor clips per step)."""
-    targets, g = local_labels(y, classes), torch.Generator().manual_seed(ctx.seed)
+    anchor clips per step); batches and augmentations drawn with ``seed`` (default: the context's)."""
+    seed = ctx.seed if seed is None else seed
+    targets, g = local_labels(y, classes), torch.Generator().manual_seed(seed)
 
     def loss(idx: torch.Tensor, epoch: int) -> torch.Tensor:
         value = F.cross_entropy(prompted(augment(x[idx], g), classes), targets[idx])
@@ -39,23 +48,49 @@ def train_clips(ctx: Any, x: torch.Tensor, y: torch.Tensor, classes: list[int], 
             value = value + anchor_loss.from_model(prompted, augment(anchors[pick], g))
         return value
 
-    fit_recipe(loss, prompted.trainable_parameters(), len(targets), recipe, seed=ctx.seed, desc=desc,
+    fit_recipe(loss, prompted.trainable_parameters(), len(targets), recipe, seed=seed, desc=desc,
                progress=ctx.progress)
 
 
-def hard_prompt(ctx: Any) -> torch.Tensor:
-    """The layer-0 text context of an IVLP run on the source classes (one run per demo, seed 0)."""
-    if "hard_prompt" not in ctx.shared:
-        from .tasks import source_task
+def hard_prompt_path(ctx: Any) -> Path:
+    """Where the world's hard prompt is cached: keyed by the whole world config and the source run's recipe."""
+    data = json.dumps({"world": ctx.cfg.to_dict(), "recipe": ctx.recipe("ga2").to_dict(), "format": 1},
+                      sort_keys=True, default=str)
+    return cache_dir() / f"hard-prompt-{ctx.cfg.key()}-{hashlib.sha256(data.encode()).hexdigest()[:12]}.pt"
 
-        x, y = source_task(ctx.cfg)
-        with ctx.attached("ivlp", "video", classnames=ctx.world.pretrain_classnames, seed=0) as prompted:
-            train_clips(ctx, x, y, ctx.world.source, prompted, ctx.recipe("ga2"), "hard prompt (source classes)")
-            ctx.shared["hard_prompt"] = prompted.prompt.ctx.detach().clone()
+
+def _train_hard_prompt(ctx: Any) -> torch.Tensor:
+    from .tasks import source_task
+
+    x, y = source_task(ctx.cfg)
+    with ctx.attached("ivlp", "video", classnames=ctx.world.pretrain_classnames, seed=0) as prompted:
+        train_clips(ctx, x, y, ctx.world.source, prompted, ctx.recipe("ga2"), "hard prompt (source classes)", seed=0)
+        return prompted.prompt.ctx.detach().clone()
+
+
+def hard_prompt(ctx: Any) -> torch.Tensor:
+    """The layer-0 text context of an IVLP run on the source classes (seed 0): like a released hard prompt, one
+    tensor per world, trained on the first call and cached on disk beside the tiny CLIP."""
+    if "hard_prompt" not in ctx.shared:
+        path = hard_prompt_path(ctx)
+        if path.is_file():
+            try:
+                ctx.shared["hard_prompt"] = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:
+                raise CheckpointError(f"cached hard prompt {path} is unreadable ({exc}); delete it to retrain") from None
+        else:
+            tensor = seeded(0, lambda: _train_hard_prompt(ctx))
+            buffer = io.BytesIO()
+            torch.save(tensor, buffer)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, buffer.getvalue())
+            ctx.shared["hard_prompt"] = tensor
     return ctx.shared["hard_prompt"]
 
 
 def _video_run(ctx: Any, kind: str, key: str, desc: str, anchors: bool = False, **options: Any) -> tuple[float, float]:
+    """Train prompts of ``kind`` on the base clips, save them as ``key`` and evaluate (test features kept as
+    ``key``)."""
     task: VideoTask = ctx.task("video")
     recipe = ctx.recipe("ga2")
     with ctx.attached(kind, "video", **options) as prompted:
@@ -64,7 +99,7 @@ def _video_run(ctx: Any, kind: str, key: str, desc: str, anchors: bool = False, 
         train_clips(ctx, task.split.train_x, task.split.train_y, ctx.world.base, prompted, recipe,
                     f"{desc} (video, seed {ctx.seed})", loss, task.anchors)
         ctx.save(key, prompted)
-        return ctx.evaluate_clips(task, prompted)
+        return ctx.evaluate_clips(task, prompted, features=key)
 
 
 def run_ivlp(ctx: Any) -> tuple[float, float]:
@@ -94,6 +129,6 @@ def run_ga2_dpc(ctx: Any) -> tuple[float, float]:
         names = [n for n in TEXT_SIDE if n in dict(prompted.prompt.named_parameters())]
         wrapper = DualPromptWrapper(prompted, ctx.base_names, prompt_names=names, **recipe.dpc_options()["wrapper"])
         train_hard_negatives(ctx, views, task.split.train_y, wrapper, recipe, f"GA2+DPC (video, seed {ctx.seed})")
-        result = ctx.evaluate_clips(task, wrapper, image_encoder=prompted)
+        result = ctx.evaluate_clips(task, wrapper, image_encoder=prompted, features="ga2/video")
         wrapper.unwrap()
         return result
