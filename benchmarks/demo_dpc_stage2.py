@@ -1,12 +1,18 @@
 """How the demo chose its CoOp+DPC stage-2 config, and what stage 2 does to base accuracy, on the *validation*
 split of the built-in world (never the reported test split).
 
-For each seed: CoOp (the demo's stage 1), then DPC stage 2 from that prompt with every released stage-2 config
-(the five CoOp-backbone files and the PromptKD README one), and with ``--objective ce`` a diagnostic: the same
-stage 2 but cross-entropy over all base classes in place of the hard-negative objective (same optimiser, step and
-w_b), which says whether base accuracy has room above CoOp at all. New accuracy stays the backbone's (w_n = 0).
+For each seed: CoOp (the demo's stage 1), CoOp trained for the same total budget (stage 1 + 20 epochs, the demo's
+row), then DPC stage 2 from that prompt with every released stage-2 config (the five CoOp-backbone files and the
+PromptKD README one), and with ``--objective ce`` a diagnostic: the same stage 2 but cross-entropy over all base
+classes in place of the hard-negative objective (same optimiser, step and w_b), which says whether base accuracy has
+room above CoOp at all. New accuracy stays the backbone's (w_n = 0).
+
+``--backbone released`` replaces stage 1 with the backbone the released CoOp+DPC configs load (``BACK_CKPT_PATH``:
+CoOp's ``vit_b16_ep100`` config with 4 context tokens and no CTX_INIT, i.e. random N(0, 0.02^2) tokens, the
+checkpoint of epoch 50): the CoOp recipe with a 100-epoch schedule stopped after epoch 50.
 
     PROMPT_PLUGINS_CACHE=... python benchmarks/demo_dpc_stage2.py --seeds 1 2 3 [--objective hn|ce|both]
+                                                                  [--backbone coop|released]
 """
 from __future__ import annotations
 
@@ -24,6 +30,17 @@ from prompt_plugins.recipes import RECIPES
 from prompt_plugins.training import FeatureModel, fit_recipe, seeded
 
 CONFIGS = [name for name in RECIPES if name.startswith("dpc")]
+
+
+def released_backbone(ctx: runners.Context) -> tuple[float, float]:
+    """Stage 1 as the released CoOp+DPC runs load it: 4 random-init tokens, epoch 50 of CoOp's 100-epoch
+    schedule (saved as the seed's "coop/image" prompt, which stage 2 and the same-budget row start from)."""
+    task, recipe = ctx.task("image"), ctx.recipe("coop").replace(epochs=100, ctx_init=None)
+    with ctx.attached("coop", "image", ctx_init=None) as prompted:
+        image.train_ce(ctx, task.train_views, task.split.train_y, prompted, recipe, "released backbone",
+                       stop_epoch=50)
+        ctx.save("coop/image", prompted)
+        return ctx.evaluate_text(task, prompted)
 
 
 def stage2(ctx: runners.Context, name: str, ce: bool) -> float:
@@ -70,6 +87,8 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=CONFIGS, choices=CONFIGS)
     parser.add_argument("--objective", choices=("hn", "ce", "both"), default="hn",
                         help="stage 2 with the hard-negative objective (hn), cross-entropy (ce: room check) or both")
+    parser.add_argument("--backbone", choices=("coop", "released"), default="coop",
+                        help="stage 1: the demo's CoOp (recipe coop) or the released CoOp+DPC backbone (see above)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--negatives", action="store_true", help="only print how often the sampler finds negatives")
     args = parser.parse_args()
@@ -87,7 +106,9 @@ def main() -> None:
     rows: dict[str, list[float]] = {}
     for seed in args.seeds:
         ctx = runners.Context(cfg, world, model, seed, progress=False, evaluation="val")
-        rows.setdefault("CoOp (stage 1)", []).append(seeded(seed, lambda: image.run_coop(ctx))[0])
+        stage1 = image.run_coop if args.backbone == "coop" else released_backbone
+        rows.setdefault("CoOp (stage 1)", []).append(seeded(seed, lambda: stage1(ctx))[0])
+        rows.setdefault("CoOp same budget", []).append(seeded(seed, lambda: image.run_coop_same_budget(ctx))[0])
         for name in args.configs:
             for ce in {"hn": (False,), "ce": (True,), "both": (False, True)}[args.objective]:
                 label = f"{name}{' + CE' if ce else ''}"

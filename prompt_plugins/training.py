@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .errors import ConfigError
+
 
 def seeded(seed: int, fn: Callable[[], Any]) -> Any:
     """``fn()`` under ``torch.manual_seed(seed)`` (its parameter inits, dropout masks), the caller's global RNG
@@ -132,10 +134,11 @@ class Timer:
 
 
 def fit_recipe(loss_fn: Callable[[Tensor, int], Tensor], params: Iterable[nn.Parameter], n: int, recipe: Any, *,
-               seed: int, desc: str = "training", progress: bool = True) -> float:
+               seed: int, desc: str = "training", progress: bool = True, stop_epoch: int | None = None) -> float:
     """Minimise ``loss_fn(indices, epoch)`` for ``recipe.epochs`` epochs of mini-batches of ``range(n)`` (a new
     seeded order every epoch; a last partial batch is dropped when ``n >= batch``, as the released loaders
-    do), with the recipe's optimiser and per-step schedule (``prompt_plugins.recipes``). Returns the last loss."""
+    do), with the recipe's optimiser and per-step schedule (``prompt_plugins.recipes``). ``stop_epoch``: stop
+    after that many epochs of the schedule (a mid-schedule checkpoint). Returns the last loss."""
     from tqdm.auto import tqdm
 
     params = list(params)
@@ -145,8 +148,11 @@ def fit_recipe(loss_fn: Callable[[Tensor, int], Tensor], params: Iterable[nn.Par
     sched = recipe.build_scheduler(opt, steps)
     g = torch.Generator().manual_seed(int(seed))
     loss = torch.tensor(float("nan"))
-    bar = tqdm(total=recipe.epochs * steps, desc=desc, disable=not progress, leave=False, unit="step")
-    for epoch in range(recipe.epochs):
+    epochs = recipe.epochs if stop_epoch is None else stop_epoch
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= recipe.epochs:
+        raise ConfigError(f"stop_epoch={stop_epoch!r}: must be an int in [1, {recipe.epochs}] (the recipe's epochs)")
+    bar = tqdm(total=epochs * steps, desc=desc, disable=not progress, leave=False, unit="step")
+    for epoch in range(epochs):
         order = torch.randperm(n, generator=g)
         for s in range(steps):
             loss = loss_fn(order[s * batch:(s + 1) * batch], epoch)

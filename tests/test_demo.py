@@ -118,3 +118,27 @@ def test_hard_prompt_is_trained_once_per_world_and_cached(tmp_path, monkeypatch)
     monkeypatch.setattr(video, "_train_hard_prompt", lambda ctx: pytest.fail("retrained a cached hard prompt"))
     again = video.hard_prompt(runners.Context(cfg, world, model, 2, progress=False))
     assert torch.equal(first, again) and first.abs().sum() > 0
+
+
+def test_rows_do_not_depend_on_which_methods_run(tmp_path, monkeypatch):
+    """A runner trains the same prompts whether it builds the task's data itself or finds it built, and whether it
+    runs as its own row or on demand for a later row (GA2+DPC asking for GA2's prompts): ``--methods GA2`` and
+    the lanes print the rows of the full sequential run."""
+    from prompt_plugins.demo import runners, video
+    from prompt_plugins.demo.world import World, load_or_pretrain, preset
+    from prompt_plugins.training import seeded
+
+    monkeypatch.setenv("PROMPT_PLUGINS_CACHE", str(tmp_path))
+    cfg = preset("tiny").with_(pretrain_steps=2)
+    world = World(cfg)
+    model, _, _ = load_or_pretrain(cfg, progress=False, log=lambda *a: None)
+
+    def ga2_prompts(*fns):
+        ctx = runners.Context(cfg, world, model, 1, progress=False)
+        for fn in fns:  # as run_lane runs a lane's rows
+            seeded(1, lambda: fn(ctx))
+        return ctx.artifacts["ga2/video"]
+
+    full = ga2_prompts(video.run_ga2_no_anchors, video.run_ga2)  # the task's data built by the first row
+    for alone in (ga2_prompts(video.run_ga2), ga2_prompts(video.run_ga2_dpc)):
+        assert alone.keys() == full.keys() and all(torch.equal(alone[k], full[k]) for k in full)

@@ -218,3 +218,34 @@ def test_readme_recipe_table_matches_the_records():
         assert cells[5].startswith(f"{r.warmup_epochs} {r.warmup_type}"), row
         assert cells[6] == (f"{r.top_k} / {r.weight_base:g}" if r.top_k else ""), row
         assert r.source.split(":", 1)[1] in cells[7] and r.source.split("@")[0] in cells[7], row
+
+
+def test_fit_recipe_stops_mid_schedule():
+    """``stop_epoch`` runs the first epochs of the recipe's schedule (a mid-schedule checkpoint such as DPC's
+    released CoOp backbone, epoch 50 of 100): the prompt it returns is the full run's after that epoch."""
+    from prompt_plugins.training import fit_recipe
+
+    recipe = get_recipe("coop").replace(epochs=10, batch_size=4)
+    epochs: dict[int | None, list[int]] = {}
+    snapshot = {}
+
+    def run(stop):
+        w = torch.nn.Parameter(torch.ones(3))
+        seen = epochs.setdefault(stop, [])
+
+        def loss(idx, epoch):
+            if epoch == 5 and 5 not in seen:
+                snapshot[stop] = w.detach().clone()
+            seen.append(epoch)
+            return (w * len(idx)).pow(2).sum()
+
+        fit_recipe(loss, [w], 8, recipe, seed=0, progress=False, stop_epoch=stop)
+        return w.detach()
+
+    half, full = run(5), run(None)
+    assert epochs[5] == [e for e in range(5) for _ in range(2)] and len(epochs[None]) == 20
+    assert torch.equal(half, snapshot[None]) and not torch.equal(half, full)
+    for bad in (0, 11, 2.5, True):
+        with pytest.raises(ConfigError, match=rf"stop_epoch={bad!r}: must be an int in \[1, 10\]"):
+            fit_recipe(lambda idx, epoch: torch.zeros((), requires_grad=True), [torch.nn.Parameter(torch.ones(1))],
+                       8, recipe, seed=0, progress=False, stop_epoch=bad)

@@ -40,12 +40,15 @@ def pick_views(views: Tensor, idx: Tensor, generator: torch.Generator) -> Tensor
     return views[torch.randint(views.shape[0], (len(idx),), generator=generator), idx]
 
 
-def train_ce(ctx: Any, views: Tensor, labels: Tensor, adapter: Any, recipe: Any, desc: str) -> None:
-    """Cross-entropy over the base classes on random views of the base few-shot set."""
+def train_ce(ctx: Any, views: Tensor, labels: Tensor, adapter: Any, recipe: Any, desc: str,
+             stop_epoch: int | None = None) -> None:
+    """Cross-entropy over the base classes on random views of the base few-shot set (``stop_epoch``: stop there
+    in the recipe's schedule)."""
     head, base = FeatureModel(adapter, ctx.scale), ctx.world.base
     targets, g = local_labels(labels, base), torch.Generator().manual_seed(ctx.seed)
     fit_recipe(lambda idx, epoch: F.cross_entropy(head(pick_views(views, idx, g), classes=base), targets[idx]),
-               adapter.trainable_parameters(), len(targets), recipe, seed=ctx.seed, desc=desc, progress=ctx.progress)
+               adapter.trainable_parameters(), len(targets), recipe, seed=ctx.seed, desc=desc, progress=ctx.progress,
+               stop_epoch=stop_epoch)
 
 
 def train_hard_negatives(ctx: Any, views: Tensor, labels: Tensor, wrapper: DualPromptWrapper, recipe: Any,

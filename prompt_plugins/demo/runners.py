@@ -68,9 +68,13 @@ class Context:
         return self.model.logit_scale.exp().item()
 
     def task(self, name: str) -> Any:
+        """The seed's data of task ``name``, built on first use under its own seed: the caller's random stream
+        (dropout masks, inits) is the same whichever runner builds it, so rows do not depend on the selection or
+        the lanes."""
         if name not in self._tasks:
             build = build_image_task if name == "image" else build_video_task
-            self._tasks[name] = build(self.cfg, self.world, self.model, self.seed, self.evaluation)
+            self._tasks[name] = seeded(self.seed, lambda: build(self.cfg, self.world, self.model, self.seed,
+                                                                self.evaluation))
         return self._tasks[name]
 
     def recipe(self, name: str) -> Recipe:
@@ -105,9 +109,10 @@ class Context:
         self.artifacts[key] = {k: v.clone() for k, v in adapter.adapter_state_dict().items()}
 
     def state(self, key: str, runner: Callable[["Context"], Any]) -> dict[str, Tensor]:
-        """The saved prompts ``key`` of this seed, running ``runner`` first if it has not run."""
+        """The saved prompts ``key`` of this seed, running ``runner`` first (under the seed, as it runs on its
+        own, leaving the caller's random stream untouched) if it has not run."""
         if key not in self.artifacts:
-            runner(self)
+            seeded(self.seed, lambda: runner(self))
         return self.artifacts[key]
 
     # ------------------------------------------------------------------ evaluation
@@ -152,8 +157,8 @@ def run_zero_shot(task_name: str) -> Callable[[Context], tuple[float, float]]:
 class Runner:
     """``lane``: runners of one lane run in order in one process; lanes run side by side (``--jobs``). A lane
     holds every runner whose prompts a later runner of it reuses (GA2+DPC starts from GA2's prompts); the lanes
-    balance the work: image + IVLP + GA2 w/o anchors | GA2 and GA2+DPC. GA2's hard prompt is trained once per
-    world and cached (``video.hard_prompt``), so both lanes can use it."""
+    balance the work: image, zero-shot video and IVLP | GA2 w/o anchors, GA2 and GA2+DPC. GA2's hard prompt is
+    trained once per world and cached on disk (``video.hard_prompt``), so any lane can use it."""
 
     name: str
     task: str
@@ -167,9 +172,9 @@ RUNNERS: list[Runner] = [
     Runner("CoOp", "image", image.run_coop),
     Runner("CoOp same budget", "image", image.run_coop_same_budget),
     Runner("CoOp+DPC", "image", image.run_coop_dpc),
-    Runner("zero-shot", "video", run_zero_shot("video"), lane=1),
+    Runner("zero-shot", "video", run_zero_shot("video")),
     Runner("IVLP", "video", video.run_ivlp),
-    Runner("GA2 w/o anchors", "video", video.run_ga2_no_anchors),
+    Runner("GA2 w/o anchors", "video", video.run_ga2_no_anchors, lane=1),
     Runner("GA2", "video", video.run_ga2, lane=1),
     Runner("GA2+DPC", "video", video.run_ga2_dpc, lane=1),
 ]
