@@ -15,7 +15,6 @@ import torch.nn.functional as F
 
 from ..errors import CheckpointError
 from ..files import write_atomic
-
 from ..methods.dpc import DualPromptWrapper
 from ..methods.ga2 import AttributeAnchorLoss
 from ..training import encode_images, eval_mode, fit_recipe, seeded
