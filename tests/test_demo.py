@@ -142,3 +142,30 @@ def test_rows_do_not_depend_on_which_methods_run(tmp_path, monkeypatch):
     full = ga2_prompts(video.run_ga2_no_anchors, video.run_ga2)  # the task's data built by the first row
     for alone in (ga2_prompts(video.run_ga2), ga2_prompts(video.run_ga2_dpc)):
         assert alone.keys() == full.keys() and all(torch.equal(alone[k], full[k]) for k in full)
+
+
+def test_damaged_cache_files_are_named_with_the_fix(tmp_path, monkeypatch, capsys):
+    """A truncated cached tiny CLIP or hard prompt is a ``CheckpointError`` naming the file and saying to delete
+    it (the CLI: one ``error:`` line, status 2), never a torch traceback or a silent retrain over it."""
+    from prompt_plugins.demo import runners, video
+    from prompt_plugins.demo.world import World, load_or_pretrain, preset
+    from prompt_plugins.demo.world.pretrain import checkpoint_path
+    from prompt_plugins.errors import CheckpointError
+
+    monkeypatch.setenv("PROMPT_PLUGINS_CACHE", str(tmp_path))
+    cfg = preset("tiny").with_(pretrain_steps=2)
+    model, _, _ = load_or_pretrain(cfg, progress=False, log=lambda *a: None)
+    ctx = runners.Context(cfg, World(cfg), model, 1, progress=False)
+    path = video.hard_prompt_path(ctx)
+    path.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(CheckpointError, match=r"cached hard prompt .*hard-prompt-.*\.pt is unreadable .*delete it"):
+        video.hard_prompt(ctx)
+    assert path.read_bytes() == b"PK\x03\x04 truncated"  # left for the user to inspect, not overwritten
+    world = checkpoint_path(cfg)
+    world.write_bytes(world.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"cached world checkpoint .*world-.*\.pt is unreadable .*delete it"):
+        load_or_pretrain(cfg, progress=False, log=lambda *a: None)
+    capsys.readouterr()
+    assert main(["demo", "--world", "tiny", "--set", "pretrain_steps=2", "--methods", "zero-shot", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "delete it to retrain" in err and "Traceback" not in err

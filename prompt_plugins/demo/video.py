@@ -5,7 +5,6 @@ colours, in neither base nor new), as GA2-CLIP takes it from a run on another da
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -13,14 +12,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..errors import CheckpointError
-from ..files import write_atomic
 from ..methods.dpc import DualPromptWrapper
 from ..methods.ga2 import AttributeAnchorLoss
 from ..training import encode_images, eval_mode, fit_recipe, seeded
 from .image import train_hard_negatives
 from .tasks import N_VIEWS, VideoTask, local_labels, view_features
-from .world import MOTIONS, augment, cache_dir
+from .world import MOTIONS, augment, cache_dir, read_cached, write_cached
 
 #: GA2's attribute-anchor weight λ (the paper's value is unknown; the spec suggests a sweep over 1-10)
 ANCHOR_WEIGHT = 1.0
@@ -73,17 +70,10 @@ def hard_prompt(ctx: Any) -> torch.Tensor:
     if "hard_prompt" not in ctx.shared:
         path = hard_prompt_path(ctx)
         if path.is_file():
-            try:
-                ctx.shared["hard_prompt"] = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as exc:
-                raise CheckpointError(f"cached hard prompt {path} is unreadable ({exc}); delete it to retrain") from None
+            ctx.shared["hard_prompt"] = read_cached(path, "hard prompt")
         else:
-            tensor = seeded(0, lambda: _train_hard_prompt(ctx))
-            buffer = io.BytesIO()
-            torch.save(tensor, buffer)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, buffer.getvalue())
-            ctx.shared["hard_prompt"] = tensor
+            ctx.shared["hard_prompt"] = seeded(0, lambda: _train_hard_prompt(ctx))
+            write_cached(path, ctx.shared["hard_prompt"])
     return ctx.shared["hard_prompt"]
 
 

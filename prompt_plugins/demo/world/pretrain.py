@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -12,17 +11,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import CheckpointError
+from .cache import cache_dir, read_cached, write_cached
 from .classes import World
 from .config import WorldConfig
 from .data import pretrain_batch
-
-
-def cache_dir() -> Path:
-    """``$PROMPT_PLUGINS_CACHE``, else ``$XDG_CACHE_HOME/prompt-plugins``, else ``~/.cache/prompt-plugins``."""
-    if os.environ.get("PROMPT_PLUGINS_CACHE"):
-        return Path(os.environ["PROMPT_PLUGINS_CACHE"])
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "prompt-plugins"
 
 
 def build_clip(cfg: WorldConfig) -> nn.Module:
@@ -125,9 +117,8 @@ def load_or_pretrain(cfg: WorldConfig, *, progress: bool = True, log=print, devi
     if path.is_file():
         model = build_clip(cfg)
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            model.load_state_dict(state)
-        except Exception as exc:
+            model.load_state_dict(read_cached(path, "world checkpoint"))
+        except Exception as exc:  # not a state dict of this CLIP
             raise CheckpointError(f"cached world checkpoint {path} is unreadable ({exc}); delete it to retrain") from None
         model.logit_scale.requires_grad_(False)
         log(f"loaded cached tiny CLIP {path}")
@@ -135,9 +126,6 @@ def load_or_pretrain(cfg: WorldConfig, *, progress: bool = True, log=print, devi
     log(f"pretraining a tiny CLIP on the shapes world ({cfg.pretrain_steps} steps of {cfg.pretrain_batch}); "
         f"cached afterwards in {path.parent}")
     model = pretrain(cfg, progress=progress, device=device)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
+    write_cached(path, model.state_dict())
     path.with_suffix(".json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
     return model, False, time.perf_counter() - start
