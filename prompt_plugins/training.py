@@ -15,8 +15,9 @@ from .errors import ConfigError
 
 def seeded(seed: int, fn: Callable[[], Any]) -> Any:
     """``fn()`` under ``torch.manual_seed(seed)`` (its parameter inits, dropout masks), the caller's global RNG
-    state left untouched."""
-    with torch.random.fork_rng(devices=[]):
+    state left untouched (the CPU's and, where CUDA is available, every GPU's: ``manual_seed`` reseeds both)."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         return fn()
 
@@ -27,8 +28,8 @@ class FeatureModel(nn.Module):
     ``forward(features (B, E), classes=None) -> (B, C')`` and, for a ``DualPromptWrapper``,
     ``backbone_logits`` (the frozen prompt P), so ``HardNegativeOptimizer`` can take it as its
     model with a dataset of (feature, label) pairs. P does not change during DPC's stage 2, so its
-    text features are computed once per class selection and reused at every step (``clear_cache()``
-    after changing P)."""
+    text features are computed once per class selection (and class list) and reused at every step
+    (``clear_cache()`` after changing P)."""
 
     def __init__(self, adapter: nn.Module, scale: float):
         super().__init__()
@@ -41,7 +42,7 @@ class FeatureModel(nn.Module):
     @torch.no_grad()
     def backbone_logits(self, features: Tensor, classes: Any = None) -> Tensor:
         """The frozen backbone's logits, computed with dropout off (the hard-negative sampler's scores)."""
-        key = _selection_key(classes)
+        key = (_selection_key(classes), tuple(getattr(self.adapter, "classnames", None) or ()))
         text = self._backbone_text.get(key)
         if text is None:
             with eval_mode(self.adapter):

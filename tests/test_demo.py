@@ -100,6 +100,9 @@ def test_feature_model_scores_with_the_backbone_text_encoded_once(tmp_path, monk
         head.clear_cache()
         head.backbone_logits(feats)
         assert calls == ["backbone"] * 3
+        wrapper.set_classnames(list(reversed(ctx.world.classnames)), base_classes=ctx.base_names)
+        assert not torch.equal(head.backbone_logits(feats), first)  # another class list: encoded again
+        assert calls == ["backbone"] * 4
         wrapper.unwrap()
 
 
@@ -169,3 +172,40 @@ def test_damaged_cache_files_are_named_with_the_fix(tmp_path, monkeypatch, capsy
     assert main(["demo", "--world", "tiny", "--set", "pretrain_steps=2", "--methods", "zero-shot", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and "delete it to retrain" in err and "Traceback" not in err
+
+
+def test_unwritable_cache_warns_and_the_demo_goes_on(tmp_path, monkeypatch, capsys):
+    """A cache that cannot be written (here its folder is a file) costs the cache, not the run: the tiny CLIP and
+    the hard prompt are used from memory after one warning line each."""
+    from prompt_plugins.demo import runners, video
+    from prompt_plugins.demo.world import World, load_or_pretrain, preset
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("PROMPT_PLUGINS_CACHE", str(blocker / "cache"))
+    cfg = preset("tiny").with_(pretrain_steps=2)
+    model, cached, _ = load_or_pretrain(cfg, progress=False, log=print)
+    ctx = runners.Context(cfg, World(cfg), model, 1, progress=False)
+    prompt = video.hard_prompt(ctx)
+    out = capsys.readouterr().out
+    assert not cached and prompt.abs().sum() > 0 and blocker.read_text() == "x"
+    assert out.count("warning: could not cache") == 2 and "world-" in out and "hard-prompt-" in out
+
+
+def test_saving_prompts_drops_the_test_features_of_the_old_ones(tmp_path, monkeypatch):
+    """``evaluate_clips(features=key)`` reuses features only while the prompts saved as ``key`` are the ones that
+    made them: a runner that trains ``key`` again is scored with its own prompts."""
+    from prompt_plugins.demo import runners
+    from prompt_plugins.demo.world import World, load_or_pretrain, preset
+
+    monkeypatch.setenv("PROMPT_PLUGINS_CACHE", str(tmp_path))
+    cfg = preset("tiny").with_(pretrain_steps=2)
+    model, _, _ = load_or_pretrain(cfg, progress=False, log=lambda *a: None)
+    ctx = runners.Context(cfg, World(cfg), model, 1, progress=False)
+    task = ctx.task("video")
+    with ctx.attached("ivlp", "video") as prompted:
+        ctx.save("ivlp/video", prompted)
+        ctx.evaluate_clips(task, prompted, features="ivlp/video")
+        assert "ivlp/video" in ctx.features
+        ctx.save("ivlp/video", prompted)
+        assert "ivlp/video" not in ctx.features

@@ -106,7 +106,9 @@ class Context:
             adapter.eject()
 
     def save(self, key: str, adapter: Any) -> None:
+        """Keep the adapter's prompts as ``key`` (test features cached under ``key`` were the old prompts')."""
         self.artifacts[key] = {k: v.clone() for k, v in adapter.adapter_state_dict().items()}
+        self.features.pop(key, None)
 
     def state(self, key: str, runner: Callable[["Context"], Any]) -> dict[str, Tensor]:
         """The saved prompts ``key`` of this seed, running ``runner`` first (under the seed, as it runs on its

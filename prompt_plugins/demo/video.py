@@ -49,10 +49,14 @@ def train_clips(ctx: Any, x: torch.Tensor, y: torch.Tensor, classes: list[int], 
 
 
 def hard_prompt_path(ctx: Any) -> Path:
-    """Where the world's hard prompt is cached: keyed by the whole world config and the source run's recipe."""
-    data = json.dumps({"world": ctx.cfg.to_dict(), "recipe": ctx.recipe("ga2").to_dict(), "format": 1},
-                      sort_keys=True, default=str)
-    return cache_dir() / f"hard-prompt-{ctx.cfg.key()}-{hashlib.sha256(data.encode()).hexdigest()[:12]}.pt"
+    """Where the world's hard prompt is cached: keyed by the whole world config, the source run's recipe and the
+    tiny CLIP's weights (a re-pretrained CLIP gets a new hard prompt)."""
+    digest = hashlib.sha256(json.dumps({"world": ctx.cfg.to_dict(), "recipe": ctx.recipe("ga2").to_dict(),
+                                        "format": 1}, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(ctx.model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return cache_dir() / f"hard-prompt-{ctx.cfg.key()}-{digest.hexdigest()[:12]}.pt"
 
 
 def _train_hard_prompt(ctx: Any) -> torch.Tensor:

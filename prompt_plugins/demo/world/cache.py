@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -30,9 +30,16 @@ def read_cached(path: Path, what: str) -> Any:
         raise CheckpointError(f"cached {what} {path} is unreadable ({exc}); delete it to retrain") from None
 
 
-def write_cached(path: Path, obj: Any) -> None:
-    """``torch.save(obj)`` to ``path`` atomically (readers see the old file or the whole new one)."""
+def write_cached(path: Path, obj: Any, log: Callable[[str], Any] = print) -> bool:
+    """``torch.save(obj)`` to ``path`` atomically (readers see the old file or the whole new one). A cache that
+    cannot be written (read-only, full, not a folder) is reported through ``log`` and the run goes on without
+    it; returns whether the file was written."""
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, buffer.getvalue())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, buffer.getvalue())
+    except (OSError, CheckpointError) as exc:
+        log(f"warning: could not cache {path.name} in {str(path.parent)!r} ({exc}); going on without the cache")
+        return False
+    return True

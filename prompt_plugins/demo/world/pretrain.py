@@ -126,6 +126,6 @@ def load_or_pretrain(cfg: WorldConfig, *, progress: bool = True, log=print, devi
     log(f"pretraining a tiny CLIP on the shapes world ({cfg.pretrain_steps} steps of {cfg.pretrain_batch}); "
         f"cached afterwards in {path.parent}")
     model = pretrain(cfg, progress=progress, device=device)
-    write_cached(path, model.state_dict())
-    path.with_suffix(".json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
+    if write_cached(path, model.state_dict(), log):
+        path.with_suffix(".json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
     return model, False, time.perf_counter() - start
