@@ -38,6 +38,9 @@ MAX_CONFIG_BYTES = 64 * 2**20
 #: the text after the context slots, and the zero-shot template of ``disabled()``; the one place they are set
 DEFAULT_TEMPLATE = "{}."
 DEFAULT_ZERO_SHOT_TEMPLATE = "a photo of a {}."
+#: an imported adapter's fixed prompt words (k, Dt) as the trainer stored them (token embeddings, not text): read
+#: back into words against the user's CLIP when it loads (``tokenization.words_of_embeddings``)
+FIXED_WORDS_KEY = "template.fixed"
 
 @dataclass
 class AdapterConfig(Config):

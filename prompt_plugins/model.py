@@ -19,8 +19,9 @@ from .inputs import check_images
 from .precision import at_least_fp32
 from .prompts.base import PromptModule, Prompts
 from .text_cache import TextFeatureCache
-from .text_encoder import PromptSet, encode_tokens_multi
+from .text_requests import encode_requests
 from .tokenization import ClassTokens, as_tokenizer, check_classnames, check_template, tokenize_classes
+from .towers import PREFIX as TOWER_PREFIX, TowerWeights
 from .visual_hooks import VisualPromptHooks
 
 
@@ -75,6 +76,8 @@ class PromptedCLIP(nn.Module):
         #: most cached class-feature entries kept (0 disables the cache); see ``encode_text_multi``
         self.text_cache_size = 8
         self._text_cache = TextFeatureCache()
+        #: a checkpoint's own tower weights put into ``model`` while attached (``set_tower_weights``)
+        self._towers: TowerWeights | None = None
         self.set_classnames(classnames)
         self._hooks = VisualPromptHooks(self.backend) if prompt().visual is not None else None
         model.requires_grad_(False)  # last: a class list refused above leaves the model as it was
@@ -98,6 +101,7 @@ class PromptedCLIP(nn.Module):
         self.tokens: ClassTokens = tokenize_classes(
             self.tokenizer, names, n_ctx=self.prompt.n_ctx, ctx_words=self.prompt.ctx_words,
             template=self.template, **kw)
+        self.prompt.bind_classnames(names)
         self._text_cache.clear()
         self.zero_shot_tokens: ClassTokens = tokenize_classes(
             self.tokenizer, names, template=self.zero_shot_template, **kw)
@@ -137,53 +141,17 @@ class PromptedCLIP(nn.Module):
         in-place update (optimiser step, ``load_state_dict``, ``copy_``) or a new tensor
         invalidates it. Entries hold references to those tensors, so ids cannot be recycled.
         The CLIP weights are assumed frozen: call :meth:`clear_text_cache` after changing them.
+
+        Prompts with ``class_features`` (stored class features, e.g. PromptKD's teacher) are served from
+        them: the text tower does not run (``disabled()`` still encodes the zero-shot prompts).
         """
         self._check_attached()
-        out: list[Tensor | None] = [None] * len(requests)
-        todo: list[tuple[int, PromptSet, tuple | None, list, bool]] = []
-        for r, (classes, prompts) in enumerate(requests):
-            idx = self.class_indices(classes)
-            if not self._enabled:
-                tensors, pset = [], PromptSet(idx)
-            else:
-                tensors, pset = self._prompt_state(prompts), None
-            needs_grad = torch.is_grad_enabled() and (
-                any(t.requires_grad for t in tensors) or any(w.requires_grad for w in self.model.parameters()))
-            key, refs = (None, []) if needs_grad else self._text_cache.key(
-                size=self.text_cache_size, enabled=self._enabled, tokens=self.tokens, idx=idx,
-                given=prompts is not None, tensors=tensors, backend=self.backend)
-            cached = self._text_cache.get(key)
-            if cached is not None:
-                out[r] = cached
-                continue
-            if pset is None:  # prompts computed lazily only on a miss
-                p = self.prompt() if prompts is None else prompts
-                pset = PromptSet(idx, p.text, p.text_deep)
-            todo.append((r, pset, key, refs, needs_grad))
-        tokens = self.tokens if self._enabled else self.zero_shot_tokens
-        # sets that cannot need gradients run in their own pass without a graph
-        for group in ([t for t in todo if t[4]], [t for t in todo if not t[4]]):
-            if not group:
-                continue
-            with torch.set_grad_enabled(group[0][4]):
-                feats = encode_tokens_multi(self.backend, tokens, [t[1] for t in group],
-                                            grad_checkpointing=self.grad_checkpointing)
-            for (r, _, key, refs, _), f in zip(group, feats):
-                f = at_least_fp32(f)
-                out[r] = f
-                if key is not None:
-                    self._text_cache.put(key, f, refs, self.text_cache_size)
         return [F.normalize(f, dim=-1) if normalize else f.clone() if not f.requires_grad else f
-                for f in out]
+                for f in encode_requests(self, requests)]
 
     def clear_text_cache(self) -> None:
         """Drop every cached class feature (done automatically when prompts or classes change)."""
         self._text_cache.clear()
-
-    def _prompt_state(self, prompts: Prompts | None) -> list[Tensor]:
-        if prompts is None:
-            return [*self.prompt.parameters(), *self.prompt.buffers()]
-        return [t for t in (prompts.text, prompts.text_deep) if t is not None]
 
     def encode_image(self, images: Tensor, *, prompts: Prompts | None = None, normalize: bool = True,
                      layout: str | None = None, check_range: bool | None = None) -> Tensor:
@@ -194,18 +162,20 @@ class PromptedCLIP(nn.Module):
                                     check_range=self.check_range if check_range is None else check_range)
         flat = flat.to(self.backend.dtype)
         p = None
-        if self._enabled and self._hooks is not None:
+        if self._enabled and (self._hooks is not None or getattr(self.prompt, "provides_image_head", False)):
             p = self.prompt() if prompts is None else prompts
             if frames is not None and p.temporal is not None and p.temporal.shape[0] != frames:
                 raise ShapeError(f"temporal prompts are for T={p.temporal.shape[0]} frames, got videos of T={frames}")
             if frames is None and p.temporal is not None:
-                p = Prompts(text=p.text, text_deep=p.text_deep, visual=p.visual, visual_deep=p.visual_deep)
+                p = p.without_temporal()
         if self._hooks is not None:
             with self._hooks.active(p):
                 feats = self.backend.encode_image(flat)
         else:
             feats = self.backend.encode_image(flat)
         feats = at_least_fp32(feats)
+        if p is not None and p.image_head is not None:  # per frame, before pooling (PromptKD's projector)
+            feats = at_least_fp32(p.image_head(feats))
         if frames is not None:  # ViFi-CLIP: mean over frames first, then normalise
             feats = feats.view(-1, frames, feats.shape[-1]).mean(dim=1)
         return F.normalize(feats, dim=-1) if normalize else feats
@@ -252,6 +222,7 @@ class PromptedCLIP(nn.Module):
         if self._hooks is not None:
             self._hooks.remove()
             self._hooks = None
+        self.set_tower_weights(None)
         self._found.restore(self.model)
         self._ejected = True
         self._text_cache.clear()
@@ -279,10 +250,26 @@ class PromptedCLIP(nn.Module):
                              backbone=self.backend.fingerprint())
 
     def adapter_state_dict(self) -> dict[str, Tensor]:
-        return {f"prompt.{k}": v.detach() for k, v in self.prompt.state_dict().items()}
+        """``prompt.*`` (the prompt module's state) and, when set, ``tower.*`` (``set_tower_weights``)."""
+        state = {f"prompt.{k}": v.detach() for k, v in self.prompt.state_dict().items()}
+        return state if self._towers is None else {**state, **self._towers.state_dict()}
 
     def load_adapter_state_dict(self, state: dict[str, Tensor]) -> None:
-        load_into(self.prompt, state, prefix="prompt.")
+        towers = {k[len(TOWER_PREFIX):]: v for k, v in state.items() if k.startswith(TOWER_PREFIX)}
+        load_into(self.prompt, {k: v for k, v in state.items() if not k.startswith(TOWER_PREFIX)}, prefix="prompt.")
+        if towers:
+            self.set_tower_weights(towers)
+        self._text_cache.clear()
+
+    def set_tower_weights(self, tensors: dict[str, Tensor] | None) -> None:
+        """Run the model with these weights (``model.state_dict()`` names) in place of its own until ``eject()``
+        or the next call (None: its own weights back): a released checkpoint's frozen towers, for exact parity.
+        They are saved with the adapter as ``tower.*``."""
+        if self._towers is not None:
+            self._towers.restore()
+            self._towers = None
+        if tensors:
+            self._towers = TowerWeights(self.model, tensors)
         self._text_cache.clear()
 
     def extra_repr(self) -> str:

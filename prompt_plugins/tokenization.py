@@ -38,6 +38,7 @@ def as_tokenizer(obj: Any) -> Tokenizer:
         return Tokenizer(
             encode=lambda text: list(obj.encode(text, add_special_tokens=False)),
             sos_id=obj.bos_token_id, eot_id=obj.eos_token_id, pad_id=pad,
+            decode=lambda ids: obj.decode(ids, clean_up_tokenization_spaces=True),
         )
     raise ConfigError(
         f"unsupported tokenizer {type(obj).__name__}: pass a clip/open_clip SimpleTokenizer, "
@@ -154,3 +155,25 @@ def tokenize_classes(
         ids[c, : len(row)] = torch.tensor(row)
         eot[c] = len(row) - 1
     return ClassTokens(ids=ids, eot=eot, n_ctx=n_ctx, classnames=tuple(names))
+
+
+def words_of_embeddings(tokenizer: Tokenizer, table: Tensor, embeddings: Tensor, *, source: str = "the checkpoint"
+                        ) -> str:
+    """The words whose token embeddings are ``embeddings`` (k, Dt): each row is matched to its nearest row of the
+    token embedding ``table`` (V, Dt), which must agree to fp16 rounding, and the words must encode back to the same
+    ids. A checkpoint's fixed prompt words (MaPLe's "of a" after two learned tokens) are read this way; anything
+    else is a ``ConfigError`` that names ``template=`` as the fix."""
+    if tokenizer.decode is None:
+        raise ConfigError(f"{source} stores its fixed prompt words as token embeddings and this tokenizer cannot "
+                          "decode ids: pass template='<words> {}.' (e.g. 'of a {}.')")
+    table = table.detach().float()
+    rows = embeddings.detach().float().to(table.device)
+    ids = torch.cdist(rows, table).argmin(dim=1)
+    err = (table[ids] - rows).abs().amax(dim=1) / table[ids].abs().amax(dim=1).clamp_min(1e-12)
+    words = tokenizer.decode(ids.tolist()).strip()
+    if bool((err > 2e-3).any()) or tokenizer.encode(words) != ids.tolist():
+        raise ConfigError(
+            f"{source} stores {len(rows)} fixed prompt word(s) as token embeddings that are not this CLIP's (closest "
+            f"words {words!r}, relative error up to {float(err.max()):.2g}): the prompts were trained on another "
+            "CLIP. Load the checkpoint's own CLIP, or pass template='<words> {}.' if you know the words")
+    return words

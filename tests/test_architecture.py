@@ -12,7 +12,7 @@ LAYERS = [
     ["_version", "errors", "precision", "config"],
     ["backends"],
     ["tokenization", "ops", "inputs", "classes", "files", "checkpoint", "losses"],
-    ["text_blocks", "text_encoder", "text_cache", "prompts", "visual_hooks", "attachment"],
+    ["text_blocks", "text_encoder", "text_cache", "text_requests", "prompts", "visual_hooks", "attachment", "towers"],
     ["model"],
     ["registry", "importers"],
     ["methods"],

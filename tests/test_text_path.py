@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import prompt_plugins as pp
-import prompt_plugins.model as model_mod
+import prompt_plugins.text_requests as model_mod  # the module that runs the text tower for PromptedCLIP
 from prompt_plugins.prompts.base import Prompts
 from prompt_plugins.text_encoder import (
     encode_tokens, encode_tokens_multi, encode_tokens_reference, shared_prefix_length,

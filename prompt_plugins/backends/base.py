@@ -36,6 +36,8 @@ class Tokenizer:
     sos_id: int
     eot_id: int
     pad_id: int = 0
+    #: ids -> text (None: this tokenizer cannot decode)
+    decode: Callable[[list[int]], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,10 @@ class Backend:
         """(N, L) ids -> (N, L, Dt) token embeddings in ``self.dtype`` (no positions)."""
         raise NotImplementedError
 
+    def vocabulary(self) -> Tensor:
+        """(V, Dt) the token embedding table (to read fixed prompt words back from their embeddings)."""
+        raise NotImplementedError
+
     @property
     def positional_embedding(self) -> Tensor:
         """(context_length, Dt)."""
@@ -191,6 +197,9 @@ class ResidualCLIP:
 
     def embed_tokens(self, ids: Tensor) -> Tensor:
         return self._text.token_embedding(ids).to(self.dtype)
+
+    def vocabulary(self) -> Tensor:
+        return self._text.token_embedding.weight
 
     @property
     def positional_embedding(self) -> Tensor:

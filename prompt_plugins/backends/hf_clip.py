@@ -54,10 +54,13 @@ class HFClipBackend(Backend):
 
         bpe = bpe_tokenizer(_openai_simple_tokenizer())
         pad = cfg.pad_token_id if cfg.pad_token_id is not None else bpe.eot_id
-        return Tokenizer(encode=bpe.encode, sos_id=bpe.sos_id, eot_id=bpe.eot_id, pad_id=pad)
+        return Tokenizer(encode=bpe.encode, sos_id=bpe.sos_id, eot_id=bpe.eot_id, pad_id=pad, decode=bpe.decode)
 
     def embed_tokens(self, ids: Tensor) -> Tensor:
         return self._tm.embeddings.token_embedding(ids).to(self.dtype)
+
+    def vocabulary(self) -> Tensor:
+        return self._tm.embeddings.token_embedding.weight
 
     @property
     def positional_embedding(self) -> Tensor:

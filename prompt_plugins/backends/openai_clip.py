@@ -47,7 +47,7 @@ def bpe_tokenizer(simple_tokenizer: Any) -> Tokenizer:
         sos, eot = simple_tokenizer.sot_token_id, simple_tokenizer.eot_token_id
     else:  # OpenAI clip
         sos, eot = simple_tokenizer.encoder["<|startoftext|>"], simple_tokenizer.encoder["<|endoftext|>"]
-    return Tokenizer(encode=simple_tokenizer.encode, sos_id=sos, eot_id=eot, pad_id=0)
+    return Tokenizer(encode=simple_tokenizer.encode, sos_id=sos, eot_id=eot, pad_id=0, decode=simple_tokenizer.decode)
 
 
 class OpenAIClipBackend(ResidualCLIP, Backend):

@@ -1,9 +1,10 @@
 """What a prompt module produces, and the small registry that rebuilds one from its config."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any, Callable, ClassVar, Mapping
 
+import torch
 from torch import Tensor, nn
 
 from ..config import Config
@@ -19,6 +20,10 @@ class Prompts:
     visual:      (n_vctx, Dv) tokens appended after the patch embedding (before ``ln_pre``)
     visual_deep: (vdepth - 1, n_vctx, Dv), replacing the appended tokens before visual blocks 1 ..
     temporal:    (T, n_vctx, Dv) per-frame offsets added to the visual tokens of video frames
+    image_head:  (N, E) -> (N, E') applied to every frame's image feature before pooling and normalising
+                 (PromptKD's projector into the teacher's space); None: the CLIP's own features
+    class_features: (C, E') class features for the wrapper's class list, used in place of the text tower
+                 (PromptKD's teacher text features); None: encode the class prompts
     """
 
     text: Tensor | None = None
@@ -26,13 +31,19 @@ class Prompts:
     visual: Tensor | None = None
     visual_deep: Tensor | None = None
     temporal: Tensor | None = None
+    image_head: Callable[[Tensor], Tensor] | None = None
+    class_features: Tensor | None = None
 
     def has_visual(self) -> bool:
         return self.visual is not None
 
     def map(self, fn) -> "Prompts":
-        return Prompts(**{f.name: (None if getattr(self, f.name) is None else fn(getattr(self, f.name)))
-                          for f in fields(self)})
+        """``fn`` applied to every tensor field (``image_head`` is kept as it is)."""
+        return Prompts(**{f.name: (value if value is None or not isinstance(value, Tensor) else fn(value))
+                          for f in fields(self) for value in (getattr(self, f.name),)})
+
+    def without_temporal(self) -> "Prompts":
+        return replace(self, temporal=None)
 
 
 PROMPT_TYPES: dict[str, type["PromptModule"]] = {}
@@ -49,6 +60,11 @@ class PromptModule(nn.Module):
     n_ctx: int
     #: True when ``text`` is (C, n_ctx, Dt): the prompt depends on the class list
     class_specific: bool = False
+    #: True when ``forward()`` may return ``class_features`` / ``image_head``: ``PromptedCLIP`` then asks for the
+    #: prompts on every text / image request (otherwise only when they can matter, so a coupler's dropout is
+    #: not drawn for nothing)
+    provides_class_features: ClassVar[bool] = False
+    provides_image_head: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -57,6 +73,27 @@ class PromptModule(nn.Module):
 
     def forward(self) -> Prompts:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def prompt_tensor_names(self) -> list[str]:
+        """The learnable prompt tensors of this module, by ``named_parameters`` name: what a method built on
+        top of a trained backbone (DPC's parallel prompt) clones. Default: every parameter (context, deep
+        prompts, couplers, projections); a module overrides it only to leave some parameter out."""
+        return [name for name, _ in self.named_parameters()]
+
+    def affects_image(self) -> bool:
+        """True when the prompts change image features (visual prompts or an ``image_head``), asked without
+        drawing from the random stream a training loop uses (a coupler's dropout)."""
+        tensors = [*self.parameters(), *self.buffers()]
+        devices = [] if not tensors or tensors[0].device.type == "cpu" else [tensors[0].device]
+        with torch.no_grad(), torch.random.fork_rng(devices=devices,
+                                                     device_type=devices[0].type if devices else "cuda"):
+            out = self()
+        return out.visual is not None or out.image_head is not None
+
+    def bind_classnames(self, classnames: list[str]) -> None:
+        """Called by ``PromptedCLIP.set_classnames`` with the new class list (after it was checked); a module
+        whose prompts depend on the class names (stored class features) selects them here or raises
+        ``ClassNameError``. Default: nothing."""
 
     def options(self) -> Config:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -6,12 +6,12 @@ from typing import Any, Sequence
 
 from torch import Tensor
 
-from ...checkpoint import AdapterConfig
+from ...checkpoint import FIXED_WORDS_KEY, AdapterConfig
 from ...errors import ClassNameError, ConfigError
 from ...model import PromptedCLIP, PromptedOptions
 from ...prompts import PromptModule, SoftPrompt, SoftPromptConfig, prompt_from_dict
 from ...registry import Target
-from ...tokenization import check_classnames
+from ...tokenization import check_classnames, words_of_embeddings
 
 
 def _short(names: Sequence[str]) -> str:
@@ -47,7 +47,24 @@ def load_prompted(target: Target, config: AdapterConfig, state: dict[str, Tensor
             f"{_short(config.classnames)} in that order; classnames={_short(names)} would hand classes another's "
             "context. Omit classnames (the saved list is used) or pass the saved list")
     module = prompt_from_dict(target.backend, target.tokenizer, prompt_cfg, n_classes=len(names))
-    saved = {"template": config.template, "zero_shot_template": config.zero_shot_template}
+    state, template = fixed_words_template(target, config, state, options)
+    saved = {"template": template, "zero_shot_template": config.zero_shot_template}
     prompted = prompted_clip(target, names, module, config.method, PromptedOptions(**{**saved, **options}))
     prompted.load_adapter_state_dict(state)
     return prompted
+
+
+def fixed_words_template(target: Target, config: AdapterConfig, state: dict[str, Tensor], options: dict[str, Any]
+                         ) -> tuple[dict[str, Tensor], str]:
+    """(state without ``template.fixed``, the template): an imported adapter that stores its fixed prompt words as
+    token embeddings (``FIXED_WORDS_KEY``) gets them read back as words before its template ("of a {}."), unless
+    ``template=`` is given."""
+    fixed = state.get(FIXED_WORDS_KEY)
+    if fixed is None:
+        return state, config.template
+    state = {k: v for k, v in state.items() if k != FIXED_WORDS_KEY}
+    if "template" in options or fixed.shape[0] == 0:
+        return state, config.template
+    source = (config.imported_from or {}).get("source", "the imported checkpoint")
+    words = words_of_embeddings(target.tokenizer, target.backend.vocabulary(), fixed, source=source)
+    return state, f"{words} {config.template}"

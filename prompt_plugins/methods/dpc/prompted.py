@@ -29,7 +29,7 @@ class PromptedDualWrapper(DualPromptWrapper):
         return target.prompt
 
     def default_prompt_names(self, target: nn.Module) -> list[str]:
-        return [name for name, _ in target.prompt.named_parameters()]
+        return target.prompt.prompt_tensor_names()
 
     def no_prompt_reason(self) -> str:
         return "its prompt module has no parameters"
@@ -70,9 +70,9 @@ class PromptedDualWrapper(DualPromptWrapper):
         return feats[torch.argsort(order).to(feats.device)]
 
     def _has_visual_prompts(self) -> bool:
-        """True when the target's prompts have a visual part: image features then differ per route."""
-        with torch.no_grad():
-            return self.target.prompt().visual is not None
+        """True when the target's prompts change image features (visual prompts, an image head): image
+        features then differ per route."""
+        return self.target.prompt.affects_image()
 
     def encode_image(self, images: Tensor, *, route: Route | None = None, normalize: bool = True) -> Tensor:
         """(B, E) image features with the prompts of ``route``.

@@ -52,10 +52,7 @@ DEFAULT_ATTRIBUTE_BANK: tuple[str, ...] = (
 def _has_visual_prompts(prompted) -> bool:
     """Whether ``prompted.prompt()`` has a visual part, asked without drawing from the RNG a training loop
     uses (GA2's coupler applies dropout)."""
-    device = prompted.backend.device
-    devices = [] if device.type == "cpu" else [device]
-    with torch.no_grad(), torch.random.fork_rng(devices=devices, device_type=device.type if devices else None):
-        return prompted.prompt().visual is not None
+    return prompted.prompt.affects_image()
 
 
 class AnchorStream:
