@@ -33,7 +33,8 @@ from ..errors import ConfigError
 from .schedules import SCHEDULES, update_epoch
 
 #: the recipe's method -> ``wrap(method=...)`` (IVLP deep prompts are CoOp's ``SoftPrompt`` with depth)
-WRAP_METHOD = {"coop": "coop", "dpc": "dpc", "ga2": "ga2", "ivlp": "coop"}
+WRAP_METHOD = {"coop": "coop", "dpc": "dpc", "ga2": "ga2", "ivlp": "coop", "maple": "maple", "promptsrc": "promptsrc",
+               "kgcoop": "kgcoop", "promptkd": "promptkd"}
 
 
 def _number(name: str, value: float, low: float, *, strict: bool = False, high: float | None = None,
@@ -61,11 +62,13 @@ class Recipe(Config):
     frames: frames per video (None: images). n_ctx .. visual_depth: the prompt, as ``wrap()`` options.
     DPC: weight_base (ω_b), weight_new, top_k hard negatives per anchor image (the batch's images are the
     anchors). GA2: anchor_clips_per_step (extra anchor videos per step, all GPUs), alpha of the anchor term.
+    method_options: the method's own released settings (loss weights, aggregation, coupler init, ...) as keyword
+    options of that method's typed configs, which check them (e.g. PromptSRC's ``text_weight=25``).
     notes: what was chosen where the released files differ, and what the recipe leaves out.
     """
 
     name: str
-    method: Literal["coop", "dpc", "ga2", "ivlp"]
+    method: Literal["coop", "dpc", "ga2", "ivlp", "maple", "promptsrc", "kgcoop", "promptkd"]
     source: str
     optimizer: Literal["sgd", "adamw"]
     lr: float
@@ -97,6 +100,7 @@ class Recipe(Config):
     top_k: int | None = None
     anchor_clips_per_step: int | None = None
     alpha: float | None = None
+    method_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     notes: str = ""
 
     # -------------------------------------------------------------------------------- frozen, checked
@@ -153,6 +157,11 @@ class Recipe(Config):
         if self.ctx_init is not None and not self.ctx_init.strip():
             raise ConfigError(f"ctx_init={self.ctx_init!r} must be words such as 'a photo of a', or None")
         self._check_method_fields()
+        bad = [k for k, v in self.method_options.items()
+               if not isinstance(k, str) or not isinstance(v, (bool, int, float, str, type(None), list, tuple))]
+        if bad:
+            raise ConfigError(f"method_options {bad} must map names to numbers, strings or lists (the keyword "
+                              "options of the method's configs)")
 
     def _check_method_fields(self) -> None:
         own = {"dpc": ("weight_base", "weight_new", "top_k"), "ga2": ("anchor_clips_per_step", "alpha")}

@@ -34,11 +34,14 @@ def set_rng_state(state: dict[str, Any], device: torch.device, generators: dict[
 
 
 def save_state(path: Path, *, epoch: int, plan: dict[str, Any], adapter: dict[str, torch.Tensor],
-               optimizer: Any, scheduler: Any, rng: dict[str, Any], loss: float) -> None:
+               optimizer: Any, scheduler: Any, rng: dict[str, Any], loss: float,
+               objective: dict[str, Any] | None = None) -> None:
+    """``objective``: the state of the objective's own stateful parts (``Objective.stateful``), by name."""
     buffer = io.BytesIO()
     torch.save({"version": STATE_VERSION, "epoch": epoch, "plan": plan, "loss": loss,
                 "adapter": {k: v.detach().cpu() for k, v in adapter.items()},
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng}, buffer)
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng,
+                "objective": objective or {}}, buffer)
     write_atomic(path, buffer.getvalue())
 
 

@@ -13,7 +13,7 @@ from ..checkpoint import CONFIG_NAME, RawAdapter, read_adapter, save_pretrained
 from ..data import Item, Task, build_task, dataset_for, read_splits
 from ..data.splits import IMAGE_EXTS, VIDEO_EXTS
 from ..errors import ConfigError
-from .objectives import cross_entropy, dpc, effective_recipe, method_recipe, single_device
+from .objectives import ObjectiveInputs, build_objective, effective_recipe, method_recipe, single_device
 from .plan import TrainPlan, parse_device
 from .progress import Progress
 from .record import RunRecord, compare_split, read_record
@@ -138,14 +138,11 @@ def train_seed(plan: TrainPlan, job: SeedJob, model: torch.nn.Module, device: to
         state_path.unlink()
     size = backend.image_size
     train_set = dataset_for(task, task.train, size, frames, train=True, seed=seed)
-    if plan.method == "dpc":
-        objective = dpc(model, task, recipe, seed, job.stage1, train_set)
-    else:
-        anchors = None
-        if plan.anchors is not None:
-            anchors = dataset_for(task, anchor_items(plan), size, frames, train=True, seed=seed)
-        objective = cross_entropy(model, task, recipe, seed, hard_prompt=plan.hard_prompt, anchors=anchors,
-                                  anchor_weight=plan.anchor_weight)
+    anchors = None
+    if plan.anchors is not None:
+        anchors = dataset_for(task, anchor_items(plan), size, frames, train=True, seed=seed)
+    objective = build_objective(plan.method, ObjectiveInputs(model, task, recipe, seed, train_set, plan,
+                                                             stage1=job.stage1, anchors=anchors))
     objective.adapter.to(device)  # prompts are built on the CPU
     progress = Progress(recipe.epochs, len(task.train) // min(recipe.batch_size, len(task.train)),
                         desc=f"seed {seed}", batch=min(recipe.batch_size, len(task.train)), enabled=plan.progress)

@@ -44,6 +44,8 @@ def fit(objective: Objective, dataset: ItemDataset, recipe: Recipe, *, seed: int
     state = load_state(state_path, plan) if resume and state_path.is_file() else None
     if state is not None:
         objective.adapter.load_adapter_state_dict(state["adapter"])
+        for name, obj in objective.stateful.items():
+            obj.load_state_dict(state.get("objective", {})[name])
         start, loss = int(state["epoch"]), float(state["loss"])
     optimizer = recipe.build_optimizer(objective.params())
     scheduler = recipe.build_scheduler(optimizer, steps)
@@ -69,10 +71,13 @@ def fit(objective: Objective, dataset: ItemDataset, recipe: Recipe, *, seed: int
             scheduler.step()
             loss = float(value.detach())
             progress.step(loss)
+        if objective.end_epoch is not None:
+            objective.end_epoch(epoch)
         seconds += progress.end_epoch(epoch, loss, lr)
         items += steps * batch
         save_state(state_path, epoch=epoch + 1, plan=plan, adapter=objective.adapter.adapter_state_dict(),
-                   optimizer=optimizer, scheduler=scheduler, rng=rng_state(device, objective.generators), loss=loss)
+                   optimizer=optimizer, scheduler=scheduler, rng=rng_state(device, objective.generators), loss=loss,
+                   objective={name: obj.state_dict() for name, obj in objective.stateful.items()})
         if stop_after is not None and epoch + 1 >= stop_after and epoch + 1 < recipe.epochs:
             raise Stopped(f"stopped after epoch {epoch + 1} (--stop-after)")
     objective.adapter.eval()
