@@ -16,6 +16,7 @@ __all__ = [
     "CheckpointError",
     "UnsafeCheckpointError",
     "BackendMismatchWarning",
+    "TowerMismatchWarning",
     "check_finite",
 ]
 
@@ -65,3 +66,7 @@ class UnsafeCheckpointError(CheckpointError):
 class BackendMismatchWarning(UserWarning):
     """An adapter saved on one CLIP library (``backbone.backend``) is loaded into a model of another whose
     shapes match: the weights may be unrelated. Silence it with ``from_pretrained(..., allow_other_backend=True)``."""
+
+
+class TowerMismatchWarning(UserWarning):
+    """An imported adapter's prompts were trained on tower weights that differ from the model it is loaded into."""

@@ -19,6 +19,35 @@ from .errors import CheckpointError
 PREFIX = "tower."
 
 
+def tower_summary(tensors: Mapping[str, Tensor]) -> dict[str, list[float]]:
+    """Per tensor [sum, sum of squares] in float64: small enough to store with an adapter, enough to tell at load
+    time which of a model's tower tensors differ from a checkpoint's and by how much (relative norm change)."""
+    out = {}
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu", torch.float64)
+        out[name] = [float(t.sum()), float((t * t).sum())]
+    return out
+
+
+def compare_summaries(saved: Mapping[str, list[float]], model: nn.Module) -> dict[str, float] | None:
+    """Against ``model``'s own tensors: {"compared", "differ", "missing", "min_rel_diff"}; None when the model has
+    none of the names (another library's naming). A tensor differs when its float64 sum or sum of squares moved
+    (relative 1e-9: the same values give the same sums, in fp32 as in fp16); ``min_rel_diff`` is the largest
+    lower bound |‖a‖ - ‖b‖| / ‖a‖ <= ‖a - b‖ / ‖a‖ over the differing tensors."""
+    own = model.state_dict()
+    names = [n for n in saved if n in own]
+    if not names:
+        return None
+    mine = tower_summary({n: own[n] for n in names})
+    differ, worst = 0, 0.0
+    for n in names:
+        (s0, q0), (s1, q1) = saved[n], mine[n]
+        if abs(q1 - q0) > 1e-9 * max(q0, 1e-30) or abs(s1 - s0) > 1e-9 * (abs(s0) + q0 ** 0.5 + 1e-30):
+            differ += 1
+            worst = max(worst, abs(q1 ** 0.5 - q0 ** 0.5) / max(q0 ** 0.5, 1e-30))
+    return {"compared": len(names), "differ": differ, "missing": len(saved) - len(names), "min_rel_diff": worst}
+
+
 def tower_fingerprint(tensors: Mapping[str, Tensor]) -> str:
     """SHA-256 (16 hex digits) of ``tensors`` cast to fp16, in name order: equal for a pristine fp16 CLIP and the
     same weights loaded as fp32, different as soon as one weight differs by more than fp16 rounding."""

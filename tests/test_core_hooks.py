@@ -191,3 +191,35 @@ def test_an_adapter_with_fixed_words_loads_with_them_in_its_template(classnames,
     reference.load_adapter_state_dict(prompted.adapter_state_dict())
     x = images(2)
     torch.testing.assert_close(loaded(x), reference(x))
+
+
+def test_towers_the_prompts_were_trained_on_are_compared_at_load(classnames, tmp_path):
+    """An imported full-model file records its towers' per-tensor sums; loading into a CLIP whose towers differ warns
+    with the count and the fix, loading into the same CLIP (as fp32 values of the fp16 weights) does not."""
+    import warnings
+
+    from prompt_plugins.checkpoint import RawAdapter
+    from prompt_plugins.errors import TowerMismatchWarning
+    from prompt_plugins.importers.dassl import tower_section
+
+    model = make_model("openai")
+    own = model.state_dict()
+    released = {"image_encoder." + k[len("visual."):]: v.half() for k, v in own.items() if k.startswith("visual.")}
+    prompted = pp.wrap(model, classnames, method="coop", n_ctx=2)
+    kept, report = tower_section(released, keep=False)
+    assert kept == {} and report["kept"] is False
+    config = prompted.adapter_config().replace(imported_from={"source": "x.pth", "towers": report})
+    pp.save_pretrained(RawAdapter(config, prompted.adapter_state_dict()), tmp_path / "a")
+    prompted.eject()
+    with torch.no_grad():
+        for p in model.visual.parameters():
+            p.copy_(p.half().float())  # the fp16 values as fp32: the same towers
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TowerMismatchWarning)
+        pp.from_pretrained(model, tmp_path / "a").eject()
+    with torch.no_grad():
+        model.visual.ln_post.weight.add_(1e-3)
+    with pytest.warns(TowerMismatchWarning, match="1 of the .* differ .*keep_towers=True"):
+        pp.from_pretrained(model, tmp_path / "a").eject()
+    kept, report = tower_section(released, keep=True)
+    assert report["kept"] and set(kept) == {"tower.visual." + k[len("image_encoder."):] for k in released}

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError
+from ..towers import PREFIX as TOWER_PREFIX, tower_summary
 from .remap import strip_module
 
 CKPT_NAME = re.compile(r"^model(\.pth\.tar-(\d+)|-best\.pth\.tar)$")
@@ -87,3 +88,14 @@ def fixed_suffix_tokens(state: dict[str, Tensor], key: str = "prompt_learner.tok
     same = (suffix == suffix[:1]).all(dim=2).all(dim=0)
     k = int(same.long().cumprod(0).sum())
     return suffix[0, :k].float().clone() if k else torch.zeros(0, suffix.shape[-1])
+
+
+def tower_section(state: dict[str, Tensor], keep: bool, skip: Iterable[str] = ()
+                  ) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """What an importer of a full-model file stores of its frozen towers: (``tower.*`` tensors when ``keep``, else
+    none; the ``imported_from["towers"]`` report: a per-tensor summary that ``from_pretrained`` compares with the
+    model it loads into, and whether the weights were kept)."""
+    towers = tower_tensors(state, skip)
+    report = {"kept": bool(keep and towers), "summary": tower_summary(towers)}
+    tensors = {TOWER_PREFIX + k: v.float() if v.is_floating_point() else v for k, v in towers.items()} if keep else {}
+    return tensors, report

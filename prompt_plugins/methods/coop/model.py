@@ -2,16 +2,18 @@
 towers) on a ``PromptedCLIP``. ``load_prompted`` rebuilds any saved ``PromptedCLIP`` (GA2's too)."""
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 from torch import Tensor
 
 from ...checkpoint import FIXED_WORDS_KEY, AdapterConfig
-from ...errors import ClassNameError, ConfigError
+from ...errors import ClassNameError, ConfigError, TowerMismatchWarning
 from ...model import PromptedCLIP, PromptedOptions
 from ...prompts import PromptModule, SoftPrompt, SoftPromptConfig, prompt_from_dict
 from ...registry import Target
 from ...tokenization import check_classnames, words_of_embeddings
+from ...towers import PREFIX as TOWER_PREFIX, compare_summaries
 
 
 def _short(names: Sequence[str]) -> str:
@@ -51,7 +53,27 @@ def load_prompted(target: Target, config: AdapterConfig, state: dict[str, Tensor
     saved = {"template": template, "zero_shot_template": config.zero_shot_template}
     prompted = prompted_clip(target, names, module, config.method, PromptedOptions(**{**saved, **options}))
     prompted.load_adapter_state_dict(state)
+    warn_if_towers_differ(config, state, target.model)
     return prompted
+
+
+def warn_if_towers_differ(config: AdapterConfig, state: dict[str, Tensor], model: Any) -> None:
+    """An imported full-model checkpoint whose towers are not the model's (another CLIP, or PromptSRC's aggregated
+    towers) and were not kept: a ``TowerMismatchWarning`` saying how many tensors differ and the fix."""
+    towers = (config.imported_from or {}).get("towers")
+    if not isinstance(towers, dict) or towers.get("kept") or any(k.startswith(TOWER_PREFIX) for k in state):
+        return
+    found = compare_summaries(towers.get("summary") or {}, model)
+    if found is None or not (found["differ"] or found["missing"]):
+        return
+    source = config.imported_from.get("source", "the checkpoint")
+    warnings.warn(
+        f"{source}: {found['differ']} of the {found['compared']} frozen tower tensors saved with these prompts differ "
+        f"from this model's (relative difference at least {found['min_rel_diff']:.2g})"
+        + (f" and {found['missing']} are not in it" if found["missing"] else "")
+        + ": the prompts were trained with those towers, so logits differ from the released model's. For exact "
+        "parity convert with keep_towers=True (CLI: --keep-towers); to keep this model's towers, ignore this",
+        TowerMismatchWarning, stacklevel=4)
 
 
 def fixed_words_template(target: Target, config: AdapterConfig, state: dict[str, Tensor], options: dict[str, Any]
