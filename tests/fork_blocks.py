@@ -6,6 +6,8 @@ list input ``[x, compound_prompts, counter]``. ``into_fork`` turns a tiny model'
 these in place (``__class__`` swap), so the weights stay the library's random ones."""
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -23,6 +25,7 @@ def prompt_free(name: str = "ResidualAttentionBlock_ViFi_CLIP", base: type | Non
 
 
 def _counting(forward):
+    @functools.wraps(forward)  # keeps the signature (open_clip's forward takes attn_mask=)
     def wrapped(self, *args, **kwargs):
         type(self).calls += 1
         return forward(self, *args, **kwargs)
@@ -59,18 +62,20 @@ def maple_like(name: str = "ResidualAttentionBlock_MaPLe") -> type:
             counter += 1
         return [base.forward(self, x), prompts, counter]
 
-    return type(name, (base,), {"forward": forward})
+    return type(name, (base,), {"forward": forward, "marks_first_layer": True})
 
 
 def into_fork(blocks, cls: type, *, text_layer: bool, n_ctx: int = 0, prompt_from: int = 1,
               prompt_until: int = 0, seed: int = 3) -> None:
     """Make ``blocks`` (a tower's resblocks) instances of ``cls`` the way a fork's ``Transformer`` builds
-    them: flags ``text_layer``, ``first_layer`` and ``add_prompt``; blocks ``prompt_from <= i <
+    them: flags ``text_layer`` and ``add_prompt`` (MaPLe: ``first_layer``); blocks ``prompt_from <= i <
     prompt_until`` get a ``VPT_shallow`` parameter of ``n_ctx`` tokens (std 0.02, in the block's dtype)."""
     g = torch.Generator().manual_seed(seed)
     for i, block in enumerate(blocks):
         block.__class__ = cls
-        block.text_layer, block.first_layer = text_layer, i == 0
+        block.text_layer = text_layer
+        if getattr(cls, "marks_first_layer", False):
+            block.first_layer = i == 0
         block.add_prompt = prompt_from <= i < prompt_until and n_ctx > 0
         if block.add_prompt:
             width = block.ln_1.weight.shape[0]
