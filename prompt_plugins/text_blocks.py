@@ -1,35 +1,19 @@
 """Text blocks run on (N, L, D) sequences through a backend's ``BlockParts``: plain causal attention, and
-the shared-prefix form where each class's suffix attends to [prefix keys/values, own keys/values].
+the shared-prefix form where each class's suffix attends to [prefix keys/values, own keys/values]. The plain
+block (``attention``, ``run_block``) lives with ``BlockParts`` in ``backends/base.py``, which also uses it to
+check a fork's blocks.
 
 Both are exact under the causal mask; see ``text_encoder`` for how sequences are cut and prefixes shared.
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .backends.base import BlockParts
+from .backends.base import BlockParts, attention, run_block
 from .precision import at_least_fp32
 
-
-def attention(q: Tensor, k: Tensor, v: Tensor, n_heads: int, causal: bool = True) -> Tensor:
-    """Multi-head scaled dot-product attention. q: (N, Lq, D), k/v: (N, Lk, D) -> (N, Lq, D)."""
-    n, lq, d = q.shape
-    lk = k.shape[1]
-    hd = d // n_heads
-    q = q.view(n, lq, n_heads, hd).transpose(1, 2)
-    k = k.view(k.shape[0], lk, n_heads, hd).transpose(1, 2)
-    v = v.view(v.shape[0], lk, n_heads, hd).transpose(1, 2)
-    o = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-    return o.transpose(1, 2).reshape(n, lq, d)
-
-
-def run_block(parts: BlockParts, x: Tensor) -> Tensor:
-    """One causal pre-LN block on (N, L, D)."""
-    q, k, v = parts.qkv(parts.ln_1(x))
-    x = x + parts.ls_1(parts.out(attention(q, k, v, parts.n_heads)))
-    return x + parts.ls_2(parts.mlp(parts.ln_2(x)))
+__all__ = ["attention", "run_block", "insert_slots", "suffix_attention", "prefix_kv", "shared_block"]
 
 
 def insert_slots(x: Tensor, prompt: Tensor, start: int = 1) -> Tensor:

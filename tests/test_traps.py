@@ -13,6 +13,7 @@ import prompt_plugins as pp
 from prompt_plugins.errors import ConfigError, UnsupportedModelError
 from prompt_plugins.methods.ga2 import anchor_loss as anchor_module
 from prompt_plugins.methods.ga2 import AttributeAnchorLoss
+from fork_blocks import injecting, into_fork, maple_like
 from tiny_models import images, make_model
 
 NAMES = ["red circle", "blue square", "green triangle", "yellow star"]
@@ -176,28 +177,20 @@ def test_a_clip_at_an_index_path_is_named_with_get_submodule():
         pp.wrap(nn.Sequential(nn.Identity(), make_model("open_clip")), NAMES)
 
 
-def _renamed_blocks(blocks, name: str) -> None:
-    from clip.model import ResidualAttentionBlock
-
-    renamed = type(name, (ResidualAttentionBlock,), {})
-    for block in blocks:
-        block.__class__ = renamed
-
-
 def test_ivlp_style_clip_with_vpt_shallow_text_prompts_is_refused():
+    """IVLP's text layers 1.. replace tokens with their own VPT_shallow (fork_blocks.injecting)."""
     model = make_model("openai")
-    blocks = list(model.transformer.resblocks)
-    for block in blocks[1:]:
-        block.VPT_shallow = nn.Parameter(torch.randn(2, 64))
-    _renamed_blocks(blocks, "ResidualAttentionBlock_IVLP")
+    into_fork(model.transformer.resblocks, injecting("ResidualAttentionBlock_IVLP"), text_layer=True, n_ctx=2,
+              prompt_until=3)
     with pytest.raises(UnsupportedModelError,
                        match=r"'transformer\.resblocks\.1\.VPT_shallow'.*clip\.model\.CLIP.*prompt-plugins convert"):
         pp.wrap(model, NAMES)
 
 
 def test_maple_style_block_class_is_refused():
+    """MaPLe's blocks take [x, compound_prompts, counter] (fork_blocks.maple_like): the probe call fails."""
     model = make_model("openai")
-    _renamed_blocks(model.visual.transformer.resblocks, "ResidualAttentionBlock_MaPLe")
+    into_fork(model.visual.transformer.resblocks, maple_like("ResidualAttentionBlock_MaPLe"), text_layer=False)
     with pytest.raises(UnsupportedModelError,
                        match=r"class ResidualAttentionBlock_MaPLe at 'visual\.transformer\.resblocks\.0'.*build_model"):
         pp.wrap(model, NAMES)

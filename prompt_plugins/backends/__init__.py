@@ -41,8 +41,8 @@ def resolve(model: Any) -> Backend:
         )
     for cls in BACKENDS:
         if cls.matches(model):
-            check_plain_clip(model, cls)
             _check_materialised(model)
+            check_plain_clip(model, cls)  # may run a block once: after the meta check
             return cls(model)
     names = ", ".join(name for name, _ in list(model.named_children())[:8])
     message = (f"no backend recognises {type(model).__module__}.{type(model).__name__} (children: {names}). "

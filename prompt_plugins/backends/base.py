@@ -55,6 +55,25 @@ class BlockParts:
     ls_2: Callable[[Tensor], Tensor] = field(default=_identity)
 
 
+def attention(q: Tensor, k: Tensor, v: Tensor, n_heads: int, causal: bool = True) -> Tensor:
+    """Multi-head scaled dot-product attention. q: (N, Lq, D), k/v: (N, Lk, D) -> (N, Lq, D)."""
+    n, lq, d = q.shape
+    lk = k.shape[1]
+    hd = d // n_heads
+    q = q.view(n, lq, n_heads, hd).transpose(1, 2)
+    k = k.view(k.shape[0], lk, n_heads, hd).transpose(1, 2)
+    v = v.view(v.shape[0], lk, n_heads, hd).transpose(1, 2)
+    o = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    return o.transpose(1, 2).reshape(n, lq, d)
+
+
+def run_block(parts: BlockParts, x: Tensor, causal: bool = True) -> Tensor:
+    """The plain pre-LN block that ``parts`` define, on (N, L, D): causal (text tower) or not (visual tower)."""
+    q, k, v = parts.qkv(parts.ln_1(x))
+    x = x + parts.ls_1(parts.out(attention(q, k, v, parts.n_heads, causal)))
+    return x + parts.ls_2(parts.mlp(parts.ln_2(x)))
+
+
 def mha_qkv(attn: nn.MultiheadAttention) -> Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]:
     """q, k, v projections of a self-attention ``nn.MultiheadAttention`` (packed weights)."""
     if not getattr(attn, "_qkv_same_embed_dim", True) or attn.in_proj_weight is None:
@@ -79,9 +98,12 @@ class Backend:
     name: ClassVar[str] = "base"
     #: the object the library returns from ``pip install``; used in messages only
     library: ClassVar[str] = ""
-    #: class names of the library's own ``resblocks`` transformer blocks; any other class there (a prompt
-    #: library's fork, e.g. ``ResidualAttentionBlock_IVLP``) is refused by ``resolve``. Empty: not checked
+    #: class names of the library's own ``resblocks`` transformer blocks, accepted without a probe; a block of any
+    #: other class there (a prompt library's fork, e.g. ``ResidualAttentionBlock_ViFi_CLIP``) is accepted by
+    #: ``resolve`` only if it computes the plain block (``plain.py``). Empty: not checked
     plain_blocks: ClassVar[tuple[str, ...]] = ()
+    #: token layout of the library's ``resblocks`` where their ``Transformer`` has no ``batch_first`` flag
+    default_block_layout: ClassVar[Layout] = "NLD"
 
     def __init__(self, model: nn.Module):
         self.model = model
@@ -180,6 +202,17 @@ class Backend:
         raise UnsupportedModelError("could not find the hidden states among a transformer block's arguments")
 
 
+def residual_block_parts(b: nn.Module) -> BlockParts:
+    """The parts of a ``ResidualAttentionBlock`` (OpenAI CLIP, open_clip, or a fork with the same submodules:
+    ``ln_1``, ``attn`` an ``nn.MultiheadAttention``, ``ln_2``, ``mlp``, optional ``ls_1``/``ls_2``)."""
+    if not isinstance(getattr(b, "attn", None), nn.MultiheadAttention):
+        raise UnsupportedModelError(f"{type(b).__name__} has no nn.MultiheadAttention 'attn'")
+    return BlockParts(
+        ln_1=b.ln_1, qkv=mha_qkv(b.attn), out=linear_out(b.attn.out_proj), ln_2=b.ln_2, mlp=b.mlp,
+        n_heads=b.attn.num_heads, ls_1=getattr(b, "ls_1", _identity), ls_2=getattr(b, "ls_2", _identity),
+    )
+
+
 class ResidualCLIP:
     """What OpenAI CLIP and open_clip's ``CLIP`` share, answered once for both backends: a text tower of
     ``token_embedding``, ``positional_embedding`` and ``ResidualAttentionBlock``s with ``nn.MultiheadAttention``
@@ -206,11 +239,7 @@ class ResidualCLIP:
         return self._text.positional_embedding
 
     def text_block(self, i: int) -> BlockParts:
-        b = self._blocks[i]
-        return BlockParts(
-            ln_1=b.ln_1, qkv=mha_qkv(b.attn), out=linear_out(b.attn.out_proj), ln_2=b.ln_2, mlp=b.mlp,
-            n_heads=b.attn.num_heads, ls_1=getattr(b, "ls_1", _identity), ls_2=getattr(b, "ls_2", _identity),
-        )
+        return residual_block_parts(self._blocks[i])
 
     def vision_entry(self) -> nn.Module:
         self.check_visual_prompts()

@@ -55,6 +55,7 @@ class OpenAIClipBackend(ResidualCLIP, Backend):
     library = "clip (OpenAI)"
     vision_layout = "LND"
     plain_blocks = ("ResidualAttentionBlock",)
+    default_block_layout = "LND"
 
     @classmethod
     def matches(cls, model: Any) -> bool:
