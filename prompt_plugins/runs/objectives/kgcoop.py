@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from ...recipes import Recipe
 from ...training import seeded
 from .base import Objective, ObjectiveInputs, check_base_labels, register_objective
 
@@ -28,4 +29,11 @@ def kgcoop(inputs: ObjectiveInputs) -> Objective:
     return Objective(adapter, loss, adapter.trainable_parameters, {}, notes)
 
 
-register_objective("kgcoop", kgcoop, "kgcoop")
+def check_recipe(recipe: Recipe) -> None:
+    """The recipe's ``method_options`` against KgCoOp's typed config (before any work)."""
+    from ...methods.kgcoop import method_configs
+
+    method_configs(recipe.method_options, where=f"recipe {recipe.name!r} method_options")
+
+
+register_objective("kgcoop", kgcoop, "kgcoop", check_recipe=check_recipe)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from ...recipes import Recipe
 from ...training import seeded
 from .base import Objective, ObjectiveInputs, check_base_labels, register_objective
 
@@ -36,4 +37,11 @@ def promptsrc(inputs: ObjectiveInputs) -> Objective:
     return Objective(adapter, loss, adapter.trainable_parameters, {}, notes, end_epoch=end_epoch, stateful=stateful)
 
 
-register_objective("promptsrc", promptsrc, "promptsrc")
+def check_recipe(recipe: Recipe) -> None:
+    """The recipe's ``method_options`` against PromptSRC's typed configs (before any work)."""
+    from ...methods.promptsrc import method_configs
+
+    method_configs(recipe.method_options, where=f"recipe {recipe.name!r} method_options")
+
+
+register_objective("promptsrc", promptsrc, "promptsrc", check_recipe=check_recipe)
