@@ -9,6 +9,7 @@ import warnings
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 pytest.importorskip("clip")
 
@@ -77,6 +78,22 @@ def test_module_prefix_and_gpa_towers_keep_towers_for_exact_parity(tmp_path):
     torch.testing.assert_close(exact(x), reference, atol=1e-5, rtol=1e-5)
     exact.eject()
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # eject restores the user's CLIP
+    saved = load_file(str(kept / "adapter_model.safetensors"))
+    # every tower tensor once, none from ZS_image_encoder (the token embedding is not saved by the release)
+    towers = {k[len("tower."):] for k in saved if k.startswith("tower.")}
+    assert towers == set(model.state_dict()) - {"token_embedding.weight"}
+
+
+def test_the_zero_shot_tower_is_never_imported(tmp_path):
+    """A file whose ZS_image_encoder differs from its image_encoder converts to the same adapter: the frozen
+    zero-shot tower is the user's own CLIP, never a source of tower weights."""
+    _, state = _run(tmp_path / "a")
+    odd = {k: (v + 0.5 if "ZS_image_encoder" in k and v.is_floating_point() else v) for k, v in state.items()}
+    bf.save_dassl(tmp_path / "b" / "run" / "VLPromptLearner" / "model.pth.tar-20", odd, 20)
+    first = convert(tmp_path / "a" / "run", tmp_path / "a1", keep_towers=True)
+    second = convert(tmp_path / "b" / "run", tmp_path / "b1", keep_towers=True)
+    a, b = load_file(str(first / "adapter_model.safetensors")), load_file(str(second / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_fixed_words_are_recovered_from_the_file(tmp_path):

@@ -53,7 +53,8 @@ PROMPTSRC_VIT_L14 = PROMPTSRC_RECIPE.replace(
     the backbone is ViT-L/14. {_NOTES}"""))
 
 DPC_PROMPTSRC = Recipe(
-    name="dpc_promptsrc", method="dpc", source=f"{DPC}:configs/trainers/SPLE/PromptKD/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
+    name="dpc_promptsrc", method="dpc",
+    source=f"{DPC}:configs/trainers/SPLE/PromptKD/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
     **dassl_sgd(0.002), batch_size=4, epochs=20, shots=16, **_PROMPT, weight_base=0.2, weight_new=0.0, top_k=8,
     notes=prose("""
     Not released; our choice. DPC published PromptSRC+DPC numbers but no trainer or config for it, so stage 2

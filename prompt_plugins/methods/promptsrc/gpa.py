@@ -98,19 +98,22 @@ class GaussianPromptAggregation:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a saved aggregation; one saved for another epoch count, Gaussian or prompt is refused."""
         if not isinstance(state, dict) or not {"epochs", "mean", "std", "names", "epochs_done", "sums"} <= set(state):
-            raise CheckpointError(f"not a GaussianPromptAggregation state: {sorted(state) if isinstance(state, dict) else state!r}")
+            found = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise CheckpointError(f"not a GaussianPromptAggregation state: found {found}")
         if state["epochs"] != self.epochs:
             raise ConfigError(f"the GPA state was saved by a run of {state['epochs']} epochs, this aggregation runs "
                               f"{self.epochs}: its weights g_e depend on the epoch count, so the sums cannot be "
                               f"continued. Resume with {state['epochs']} epochs, or start the run again")
         if (float(state["mean"]), float(state["std"])) != (self.mean, self.std):
-            raise ConfigError(f"the GPA state was saved with mean {state['mean']}, std {state['std']}; this aggregation "
-                              f"uses mean {self.mean}, std {self.std}: resume with the same settings")
+            raise ConfigError(f"the GPA state was saved with mean {state['mean']}, std {state['std']}; this "
+                              f"aggregation uses mean {self.mean}, std {self.std}: resume with the same settings")
         if list(state["names"]) != self.names:
             raise ConfigError(f"the GPA state aggregates {list(state['names'])}, this one {self.names}")
         done = state["epochs_done"]
-        if not isinstance(done, int) or not 0 <= done <= self.epochs or set(state["sums"]) != (set(self.names) if done else set()):
-            raise CheckpointError(f"the GPA state is inconsistent: {done} epoch(s) done with sums for {sorted(state['sums'])}")
+        expected = set(self.names) if done else set()
+        if not isinstance(done, int) or not 0 <= done <= self.epochs or set(state["sums"]) != expected:
+            raise CheckpointError(f"the GPA state is inconsistent: {done} epoch(s) done with sums for "
+                                  f"{sorted(state['sums'])}")
         for name, t in state["sums"].items():
             if tuple(t.shape) != tuple(self._params[name].shape):
                 raise CheckpointError(f"the GPA sum of {name!r} has shape {tuple(t.shape)}, the prompt "

@@ -38,8 +38,8 @@ def logit_kl(logits: Tensor, frozen_logits: Tensor, reduction: str = "released",
     if logits.dim() != 2 or logits.shape != frozen_logits.shape:
         raise ShapeError(f"logits {tuple(logits.shape)} and frozen logits {tuple(frozen_logits.shape)} must both be "
                          "(B, C) over the same classes")
-    kl = F.kl_div(F.log_softmax(logits / temperature, dim=1), F.log_softmax(frozen_logits.detach() / temperature, dim=1),
-                  reduction="sum", log_target=True) * temperature ** 2
+    target = F.log_softmax(frozen_logits.detach() / temperature, dim=1)
+    kl = F.kl_div(F.log_softmax(logits / temperature, dim=1), target, reduction="sum", log_target=True) * temperature ** 2
     return kl / (logits.numel() if reduction == "released" else logits.shape[0])
 
 
@@ -68,7 +68,8 @@ class PromptSRCLoss(nn.Module):
             check_finite(name, t)
         if logits.dim() != 2 or text_features.shape[0] != logits.shape[1] or image_features.shape[0] != logits.shape[0]:
             raise ShapeError(f"logits {tuple(logits.shape)} must be (B, C) for image features "
-                             f"{tuple(image_features.shape)} (B, E) and text features {tuple(text_features.shape)} (C, E)")
+                             f"{tuple(image_features.shape)} (B, E) and text features "
+                             f"{tuple(text_features.shape)} (C, E)")
         c = self.config
         if frozen_logits is None:
             frozen_logits = scale * F.normalize(frozen_image_features.detach(), dim=-1) \
