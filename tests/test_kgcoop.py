@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import prompt_plugins as pp
 from prompt_plugins.errors import CheckpointError, ClassNameError, ConfigError, ShapeError
 from prompt_plugins.methods.kgcoop import COOP_TEMPLATES, hand_crafted_template
-from tiny_models import images, make_model
+from tiny_models import images, library_image_features, library_text_features, make_model
 
 
 def test_knowledge_guided_term_numbers_and_identity():
@@ -83,6 +83,10 @@ def test_wrap_round_trip_disabled_eject_on_every_backend(backend_name, clip_mode
     torch.testing.assert_close(loaded(x), logits, atol=1e-5, rtol=0)
     with loaded.disabled():
         torch.testing.assert_close(loaded(x), zero_shot, atol=1e-6, rtol=0)
+    text = library_text_features(backend_name, clip_model, [f"a photo of a {c}." for c in classnames])
+    image = library_image_features(backend_name, clip_model, x)
+    scale = pp.resolve(clip_model).logit_scale.exp().float()
+    torch.testing.assert_close(zero_shot, scale * image @ text.t(), atol=1e-4, rtol=0)  # the library's zero-shot
     dpc = pp.DualPromptWrapper(loaded, classnames[:2])
     assert dpc.tensor_names == ["ctx"]
     F.cross_entropy(dpc(x, classes=[0, 1]), y).backward()
