@@ -23,6 +23,8 @@ from .errors import (
 from .losses import symmetric_info_nce
 from .methods.dpc import DualPromptWrapper, HardNegativeOptimizer
 from .methods.ga2 import AttributeAnchorLoss, HardSoftCoupler
+from .methods.kgcoop import KnowledgeGuidedLoss
+from .methods.promptsrc import GaussianPromptAggregation, PromptSRCLoss
 from .model import PromptedCLIP
 from .prompts import PromptModule, Prompts, SoftPrompt
 from .recipes import RECIPES, Recipe, get_recipe
@@ -34,5 +36,6 @@ __all__ = [
     "PromptPluginsError", "UnsupportedModelError", "ClassNameError", "PromptTooLongError", "ShapeError",
     "ConfigError", "CheckpointError", "UnsafeCheckpointError", "BackendMismatchWarning",
     "DualPromptWrapper", "HardNegativeOptimizer", "symmetric_info_nce", "AttributeAnchorLoss", "HardSoftCoupler",
+    "PromptSRCLoss", "GaussianPromptAggregation", "KnowledgeGuidedLoss",
     "Recipe", "RECIPES", "get_recipe",
 ]

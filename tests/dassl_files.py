@@ -51,14 +51,16 @@ def dassl_optim(params, lr: float = 0.002, max_epoch: int = 10):
     return opt, sched
 
 
-def save_checkpoint(path: Path, state_dict: dict, opt, sched, epoch: int) -> Path:
-    """As ``dassl.utils.save_checkpoint``: ``torch.save`` of the dict below at ``path``."""
+def save_checkpoint(path: Path, state_dict: dict, opt, sched, epoch: int, *, val_result: bool = True) -> Path:
+    """As ``dassl.utils.save_checkpoint``: ``torch.save`` of the dict below at ``path`` (``val_result=False``: as
+    Dassl.ProGrad's copy, KgCoOp's, which saves none)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     sys.modules.setdefault("dassl", types.ModuleType("dassl"))
     sys.modules.setdefault("dassl.optim", types.ModuleType("dassl.optim"))
     sys.modules["dassl.optim.lr_scheduler"] = _module
+    extra = {"val_result": None} if val_result else {}
     torch.save({"state_dict": state_dict, "epoch": epoch, "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "val_result": None}, path)
+                "scheduler": sched.state_dict(), **extra}, path)
     for name in ("dassl.optim.lr_scheduler", "dassl.optim", "dassl"):  # the reader must not need Dassl
         sys.modules.pop(name, None)
     return path

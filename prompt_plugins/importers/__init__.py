@@ -20,8 +20,8 @@ from ..config import Config, split_options
 from ..errors import CheckpointError, ConfigError, UnsafeCheckpointError
 from .reader import read_checkpoint, read_tensors_only, safe_load
 
-__all__ = ["Importer", "IMPORTERS", "register_importer", "get_importer", "detect_format", "convert", "safe_load",
-           "read_checkpoint", "read_tensors_only"]
+__all__ = ["Importer", "IMPORTERS", "register_importer", "get_importer", "detect_format", "formats_matching", "convert",
+           "safe_load", "read_checkpoint", "read_tensors_only"]
 
 
 def _same_path(path: Path, epoch: int | None = None) -> Path:
@@ -68,6 +68,12 @@ def get_importer(name: str) -> Importer:
     if name not in IMPORTERS:
         raise ConfigError(f"unknown checkpoint format {name!r}; known: {sorted(IMPORTERS)}")
     return IMPORTERS[name]
+
+
+def formats_matching(obj: Any, exclude: str | None = None) -> list[str]:
+    """The detectable formats whose ``matches`` accepts the read ``obj`` (for an importer's error naming the
+    ``--format`` a file it refuses really is)."""
+    return [i.name for i in IMPORTERS.values() if i.detectable and i.name != exclude and i.matches(obj)]
 
 
 def _detect(path: Path, allow_unsafe: bool = False) -> tuple[Importer, Path, Any]:

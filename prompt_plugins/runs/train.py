@@ -13,7 +13,7 @@ from ..checkpoint import CONFIG_NAME, RawAdapter, read_adapter, save_pretrained
 from ..data import Item, Task, build_task, dataset_for, read_splits
 from ..data.splits import IMAGE_EXTS, VIDEO_EXTS
 from ..errors import ConfigError
-from .objectives import ObjectiveInputs, build_objective, effective_recipe, method_recipe, single_device
+from .objectives import OBJECTIVES, ObjectiveInputs, build_objective, effective_recipe, method_recipe, single_device
 from .plan import TrainPlan, parse_device
 from .progress import Progress
 from .record import RunRecord, compare_split, read_record
@@ -79,6 +79,9 @@ def prepare(plan: TrainPlan) -> tuple[list[SeedJob], torch.device]:
         raise ConfigError(f"--epochs {epochs} leaves no epoch after recipe {released.name}'s {released.warmup_epochs} "
                           f"warm-up epoch(s): pass --warmup-epochs {epochs - 1} (or fewer), or more --epochs")
     recipe = released.replace(**single_device(plan.overrides))
+    check = OBJECTIVES[plan.method].check_recipe
+    if check is not None:
+        check(recipe)
     device = parse_device(plan.device)
     statuses = plan.check_out()
     shots = plan.shots or released.shots or 16

@@ -68,10 +68,16 @@ def coop_state(obj: Any, source: Any) -> dict[str, Tensor]:
     return state
 
 
+#: what CoOp's prompt learner saves (``token_midfix`` only with the class token in the middle, in some forks)
+COOP_KEYS = frozenset({"ctx", "token_prefix", "token_suffix"})
+
+
 def matches(obj: Any) -> bool:
+    """CoOp's keys and no others: a file that also saves other tensors (KgCoOp's ``bias_vectors`` / ``meta_net``) is
+    another trainer's, detected by its own importer."""
     state = obj.get("state_dict") if isinstance(obj, dict) else None
     return isinstance(state, dict) and isinstance(state.get("ctx"), Tensor) \
-        and {"ctx", "token_prefix", "token_suffix"} <= set(state)
+        and COOP_KEYS <= set(state) <= COOP_KEYS | {"token_midfix"}
 
 
 def check_names(classnames: list[str] | None, state: dict[str, Tensor], source: Any) -> list[str] | None:

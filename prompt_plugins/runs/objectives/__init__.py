@@ -2,9 +2,10 @@
 trainable parameters, the random generators and per-epoch state a checkpoint must carry.
 
 One module per method family registers its builder (``register_objective``): ``cross_entropy.py`` (coop, ivlp,
-ga2), ``dpc.py``. ``base.py`` holds ``Objective``, ``ObjectiveInputs`` and the recipe helpers.
+ga2), ``dpc.py``, ``promptsrc.py``, ``kgcoop.py``. ``base.py`` holds ``Objective``, ``ObjectiveInputs`` and the
+recipe helpers.
 """
-from . import cross_entropy, dpc  # noqa: F401  (register the builders)
+from . import cross_entropy, dpc, kgcoop, promptsrc  # noqa: F401  (register the builders)
 from .base import (OBJECTIVES, Objective, ObjectiveInputs, build_objective, check_base_labels, effective_recipe,
                    method_recipe, register_objective, single_device)
 

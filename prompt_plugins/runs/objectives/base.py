@@ -48,17 +48,20 @@ class ObjectiveInputs:
 
 @dataclass(frozen=True)
 class ObjectiveSpec:
-    """A method's builder and the recipe it trains with unless ``--recipe`` names another."""
+    """A method's builder, the recipe it trains with unless ``--recipe`` names another, and an optional check of
+    the effective recipe run before any work (e.g. its ``method_options`` against the method's typed configs)."""
 
     build: Callable[[ObjectiveInputs], Objective]
     default_recipe: str
+    check_recipe: Callable[[Recipe], None] | None = None
 
 
 OBJECTIVES: dict[str, ObjectiveSpec] = {}
 
 
-def register_objective(method: str, build: Callable[[ObjectiveInputs], Objective], default_recipe: str) -> None:
-    OBJECTIVES[method] = ObjectiveSpec(build, default_recipe)
+def register_objective(method: str, build: Callable[[ObjectiveInputs], Objective], default_recipe: str, *,
+                       check_recipe: Callable[[Recipe], None] | None = None) -> None:
+    OBJECTIVES[method] = ObjectiveSpec(build, default_recipe, check_recipe)
 
 
 def build_objective(method: str, inputs: ObjectiveInputs) -> Objective:
