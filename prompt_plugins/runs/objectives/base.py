@@ -20,7 +20,8 @@ class Objective:
     generators: random streams saved with every checkpoint; notes: what the run should print;
     end_epoch(epoch): called after the last step of every epoch (after the lr step), e.g. PromptSRC's prompt
     aggregation; stateful: objects with ``state_dict()`` / ``load_state_dict()`` saved in every training state and
-    restored by ``--resume`` (the aggregation's running sums)."""
+    restored by ``--resume`` (the aggregation's running sums); close(): called when the seed ends, trained or not (e.g.
+    ejecting PromptKD's teacher from its CLIP)."""
 
     adapter: nn.Module
     loss: Callable[[Tensor, Tensor, int], Tensor]
@@ -29,12 +30,14 @@ class Objective:
     notes: list[str] = field(default_factory=list)
     end_epoch: Callable[[int], None] | None = None
     stateful: dict[str, Any] = field(default_factory=dict)
+    close: Callable[[], None] | None = None
 
 
 @dataclass
 class ObjectiveInputs:
     """What a builder gets: the backbone, the seed's task and training set, the effective recipe, and the method
-    inputs of the plan (``plan``: the ``TrainPlan``; ``stage1``: DPC's stage-1 adapter; ``anchors``: GA2's clips)."""
+    inputs of the plan (``plan``: the ``TrainPlan``; ``stage1``: DPC's stage-1 adapter; ``anchors``: GA2's clips;
+    ``teacher_model``: PromptKD's teacher CLIP, loaded once for every seed)."""
 
     model: nn.Module
     task: Task
@@ -44,21 +47,32 @@ class ObjectiveInputs:
     plan: Any
     stage1: Path | None = None
     anchors: ItemDataset | None = None
+    teacher_model: nn.Module | None = None
 
 
 @dataclass(frozen=True)
 class ObjectiveSpec:
-    """A method's builder and the recipe it trains with unless ``--recipe`` names another."""
+    """A method's builder, the recipe it trains with unless ``--recipe`` names another, and which items it trains
+    on (``items(splits, task, recipe)``; None: the task's few-shot base set)."""
 
     build: Callable[[ObjectiveInputs], Objective]
     default_recipe: str
+    items: Callable[[Any, Task, Recipe], list[Any]] | None = None
 
 
 OBJECTIVES: dict[str, ObjectiveSpec] = {}
 
 
-def register_objective(method: str, build: Callable[[ObjectiveInputs], Objective], default_recipe: str) -> None:
-    OBJECTIVES[method] = ObjectiveSpec(build, default_recipe)
+def register_objective(method: str, build: Callable[[ObjectiveInputs], Objective], default_recipe: str, *,
+                       items: Callable[[Any, Task, Recipe], list[Any]] | None = None) -> None:
+    OBJECTIVES[method] = ObjectiveSpec(build, default_recipe, items)
+
+
+def training_items(method: str, splits: Any, task: Task, recipe: Recipe) -> list[Any]:
+    """The items ``method`` trains on: the task's few-shot base set unless the method says otherwise (PromptKD: the
+    unlabeled train split)."""
+    spec = OBJECTIVES.get(method)
+    return task.train if spec is None or spec.items is None else spec.items(splits, task, recipe)
 
 
 def build_objective(method: str, inputs: ObjectiveInputs) -> Objective:
