@@ -81,7 +81,7 @@ def prepare(plan: TrainPlan) -> tuple[list[SeedJob], torch.device]:
     if epochs is not None and "warmup_epochs" not in plan.overrides and released.warmup_epochs >= epochs:
         raise ConfigError(f"--epochs {epochs} leaves no epoch after recipe {released.name}'s {released.warmup_epochs} "
                           f"warm-up epoch(s): pass --warmup-epochs {epochs - 1} (or fewer), or more --epochs")
-    recipe = released.replace(**single_device(plan.overrides))
+    recipe = released.replace(**single_device(plan.overrides, released))
     device = parse_device(plan.device)
     statuses = plan.check_out()
     shots = plan.shots or released.shots or 16

@@ -93,9 +93,14 @@ def method_recipe(method: str, name: str | None) -> Recipe:
     return recipe
 
 
-def single_device(overrides: dict[str, Any]) -> dict[str, Any]:
-    """``overrides`` for one device: the whole ``batch_size`` is one batch per optimisation step."""
-    return {"gpus": 1, "accumulation": 1, **overrides}
+def single_device(overrides: dict[str, Any], recipe: Recipe | None = None) -> dict[str, Any]:
+    """``overrides`` for one device: the whole ``batch_size`` is one batch per optimisation step. With ``recipe``, a
+    ``method_options`` override is merged into the recipe's own (``--set 'method_options={"selection": "best_val"}'``
+    keeps its other released settings)."""
+    out = {"gpus": 1, "accumulation": 1, **overrides}
+    if recipe is not None and isinstance(overrides.get("method_options"), dict):
+        out["method_options"] = {**recipe.method_options, **overrides["method_options"]}
+    return out
 
 
 def effective_recipe(method: str, name: str | None, overrides: dict[str, Any], backend: Any
@@ -107,7 +112,7 @@ def effective_recipe(method: str, name: str | None, overrides: dict[str, Any], b
     if recipe.gpus > 1 or recipe.accumulation > 1:
         notes.append(f"recipe {recipe.name}: the released batch of {recipe.batch_size} ({recipe.gpus} GPU(s) x "
                      f"{recipe.micro_batch} x {recipe.accumulation} accumulation) runs as one batch per step here")
-    recipe = recipe.replace(**single_device(overrides))
+    recipe = recipe.replace(**single_device(overrides, recipe))
     if method == "dpc":  # the prompt's shape comes from the stage-1 adapter
         return recipe, notes
     if recipe.depth > backend.text_layers:
