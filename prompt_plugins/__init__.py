@@ -23,6 +23,7 @@ from .errors import (
 from .losses import symmetric_info_nce
 from .methods.dpc import DualPromptWrapper, HardNegativeOptimizer
 from .methods.ga2 import AttributeAnchorLoss, HardSoftCoupler
+from .methods.promptkd import DistillationLoss, PromptKDDistiller
 from .model import PromptedCLIP
 from .prompts import PromptModule, Prompts, SoftPrompt
 from .recipes import RECIPES, Recipe, get_recipe
@@ -34,5 +35,6 @@ __all__ = [
     "PromptPluginsError", "UnsupportedModelError", "ClassNameError", "PromptTooLongError", "ShapeError",
     "ConfigError", "CheckpointError", "UnsafeCheckpointError", "BackendMismatchWarning",
     "DualPromptWrapper", "HardNegativeOptimizer", "symmetric_info_nce", "AttributeAnchorLoss", "HardSoftCoupler",
+    "DistillationLoss", "PromptKDDistiller",
     "Recipe", "RECIPES", "get_recipe",
 ]

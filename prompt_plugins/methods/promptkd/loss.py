@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ...errors import ConfigError, ShapeError
 from .config import DistillOptions
+from .teacher import check_teacher
 
 
 class DistillationLoss(nn.Module):
@@ -48,16 +49,14 @@ class DistillationLoss(nn.Module):
 class PromptKDDistiller:
     """The KD term of one batch for any trainer: ``kd(student, images, classes=None) -> loss``.
 
-    teacher: the teacher model (a ``PromptedCLIP`` on its own backbone), frozen, in eval mode: its image features
-    are computed once per call under ``torch.no_grad`` and scored against the student's stored teacher text
+    teacher: the teacher model (a ``PromptedCLIP`` on its own backbone and device), frozen, put in eval mode: its
+    image features are computed once per call under ``torch.no_grad`` and scored against the student's stored teacher text
     features with the teacher's logit scale (the released ``tea_logits``); the student's logits use the student
     CLIP's scale. ``classes``: the columns distilled (None: the student's whole class list, as released).
     Not an ``nn.Module``, so moving or saving the student never touches the teacher."""
 
     def __init__(self, teacher: Any, loss: DistillationLoss | None = None, **loss_options: Any):
-        for name in ("encode_image", "logits"):
-            if not callable(getattr(teacher, name, None)):
-                raise ConfigError(f"teacher must be a PromptedCLIP (it has no {name}()); got {type(teacher).__name__}")
+        check_teacher(teacher)
         if loss is not None and loss_options:
             raise ConfigError("pass loss= or the loss options (temperature, weight, reduction), not both")
         self.teacher = teacher.eval()
@@ -70,7 +69,9 @@ class PromptKDDistiller:
         """(B, C) teacher logits: the teacher's image features of ``images`` against ``class_features`` (the
         teacher's normalised text features as the student stores them)."""
         self.teacher_calls += 1
-        return self.teacher.logits(self.teacher.encode_image(images), class_features.detach())
+        device = self.teacher.backend.device  # the teacher may live on a device of its own
+        logits = self.teacher.logits(self.teacher.encode_image(images.to(device)), class_features.detach().to(device))
+        return logits.to(images.device)
 
     def __call__(self, student: nn.Module, images: Tensor, classes: Any = None) -> Tensor:
         text = student.encode_text(classes)

@@ -10,13 +10,14 @@ from torch import Tensor
 
 from ...classes import did_you_mean
 from ...errors import ClassNameError, ConfigError
+from ...model import PromptedCLIP
 from ...prompts.base import Prompts
 from .config import TeacherOptions
 
 
-def check_teacher(teacher: Any) -> Any:
-    """``teacher`` has what a PromptKD teacher needs (a ``PromptedCLIP``: class names, ``encode_text``)."""
-    if not isinstance(getattr(teacher, "classnames", None), list) or not callable(getattr(teacher, "encode_text", None)):
+def check_teacher(teacher: Any) -> PromptedCLIP:
+    """``teacher`` is a ``PromptedCLIP`` (any method, any CLIP library and width)."""
+    if not isinstance(teacher, PromptedCLIP):
         raise ConfigError(f"teacher must be a PromptedCLIP (pp.wrap / pp.from_pretrained on the teacher's CLIP, any "
                           f"method), got {type(teacher).__name__}; for precomputed features pass teacher_features= "
                           "with teacher_classnames=")

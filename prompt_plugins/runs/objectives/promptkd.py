@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ...backends import resolve
 from ...checkpoint import CONFIG_NAME, read_adapter
 from ...errors import ConfigError
 from ...training import seeded
@@ -107,12 +108,8 @@ def promptkd(inputs: ObjectiveInputs) -> Objective:
         if not isinstance(teacher, PromptedCLIP):
             raise ConfigError(f"--teacher {str(folder)!r} loads as a {type(teacher).__name__}; a teacher is a "
                               "PromptedCLIP adapter (coop, ivlp, promptsrc, ...)")
-        device = next(inputs.teacher_model.parameters()).device
-        teacher.to(device).eval()
-        size, own = teacher.backend.image_size, inputs.model
-        from ...backends import resolve
-
-        student_size = resolve(own).image_size
+        teacher.to(next(inputs.teacher_model.parameters()).device).eval()
+        size, student_size = teacher.backend.image_size, resolve(model).image_size
         if size != student_size:
             raise ConfigError(f"--teacher-backbone takes {size} px images but the student's --backbone {student_size} "
                               "px: the batches are made for the student; use a teacher CLIP of the same input size")
