@@ -218,3 +218,21 @@ def test_teacher_runs_its_text_tower_once_and_its_image_tower_once_per_batch(mon
     assert all(p.grad is None for p in t.parameters())  # the teacher is never trained
     with pytest.raises(ConfigError, match="teacher must be a PromptedCLIP"):
         PromptKDDistiller(object())
+
+
+@pytest.mark.parametrize("dtype, fp16_weights", [(torch.float16, True), (torch.bfloat16, False)])
+def test_autocast_steps_stay_finite(dtype, fp16_weights):
+    """CPU autocast (fp16 with the fp16-converted OpenAI student, bf16 with fp32 weights): the projector runs in
+    fp32 parameters, its BatchNorm on the autocast features; 20 steps of KD at weight 1000 stay finite."""
+    t = teacher()
+    s = pp.wrap(make_model("openai", fp16=fp16_weights), NAMES, method="promptkd", teacher=t, visual_depth=2)
+    kd = PromptKDDistiller(t, weight=1000.0)
+    opt = torch.optim.SGD(s.trainable_parameters(), lr=0.005, momentum=0.9)
+    for step in range(20):
+        with torch.autocast("cpu", dtype=dtype):
+            loss = kd(s, images(4, seed=step))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        assert torch.isfinite(loss) and all(torch.isfinite(p).all() for p in s.trainable_parameters())
+    assert s.prompt.visual.dtype == torch.float32

@@ -73,3 +73,16 @@ def test_dpc_unwrap_and_eject_restore_the_student_and_the_clip():
     assert w.unwrap() is s and all(p.requires_grad for p in s.trainable_parameters())
     assert s.prompt.visual.requires_grad and s.eject() is model
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_the_kd_term_can_join_stage_two_as_an_option():
+    """Released stage 2 is InfoNCE only; a user's loop may add the KD term on the base route (opt-in)."""
+    t = teacher()
+    s = student("openai", t=t).eval()
+    w = pp.DualPromptWrapper(s, BASE)
+    kd = pp.PromptKDDistiller(t, weight=1000.0)
+    loss = kd(w, images(4), classes=[0, 1, 2])
+    loss.backward()
+    grads = {n: p.grad for n, p in w.named_parameters() if p.requires_grad}
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads.values())
+    assert all(p.grad is None for p in s.prompt.parameters())  # P stays frozen

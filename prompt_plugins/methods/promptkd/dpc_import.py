@@ -18,7 +18,10 @@ converted adapter (method ``promptkd`` with a ``dpc`` section) is completed by `
 the teacher's features (new route, and P) and the base features from the run's text prompts on the teacher's text
 tower (X) are computed once and held per route; ``save_pretrained`` then writes a plain ``dpc`` adapter.
 Refused: ``WEIGHT_FOR_NEW`` > 0 (released new inference mixes the text prompts and restores the backbone's
-projector, which per-tensor mixing cannot express).
+projector, which per-tensor mixing cannot express; the PromptKD SPLE configs leave it unset, i.e. train.py's 0.2,
+the README passes 0.0). Read as trained, not reproduced for new training: the run's deep prompts (text and visual)
+started random (its ``ctx_list`` bug) and its hard-negative scorer ran the teacher with the untuned "a photo of a"
+context (its ``ctx_x`` key bug); neither changes the saved tensors' logits.
 """
 from __future__ import annotations
 
