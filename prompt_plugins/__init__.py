@@ -25,6 +25,7 @@ from .methods.dpc import DualPromptWrapper, HardNegativeOptimizer
 from .methods.ga2 import AttributeAnchorLoss, HardSoftCoupler
 from .methods.kgcoop import KnowledgeGuidedLoss
 from .methods.promptsrc import GaussianPromptAggregation, PromptSRCLoss
+from .methods.promptkd import DistillationLoss, PromptKDDistiller
 from .model import PromptedCLIP
 from .prompts import PromptModule, Prompts, SoftPrompt
 from .recipes import RECIPES, Recipe, get_recipe
@@ -37,5 +38,6 @@ __all__ = [
     "ConfigError", "CheckpointError", "UnsafeCheckpointError", "BackendMismatchWarning",
     "DualPromptWrapper", "HardNegativeOptimizer", "symmetric_info_nce", "AttributeAnchorLoss", "HardSoftCoupler",
     "PromptSRCLoss", "GaussianPromptAggregation", "KnowledgeGuidedLoss",
+    "DistillationLoss", "PromptKDDistiller",
     "Recipe", "RECIPES", "get_recipe",
 ]

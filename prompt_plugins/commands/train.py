@@ -22,7 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="RUN", help="run folder: adapters go to RUN/seed{N}/")
     p.add_argument("--method", default="coop", choices=METHODS,
                    help="coop, ivlp (deep text + visual prompts), promptsrc (deep prompts + self-regulation + GPA), "
-                        "kgcoop (CoOp + knowledge-guided term), dpc (stage 2, needs --from), ga2 (needs --hard-prompt)")
+                        "kgcoop (CoOp + knowledge-guided term), promptkd (needs --teacher), dpc (stage 2, needs "
+                        "--from), ga2 (needs --hard-prompt)")
     p.add_argument("--recipe", choices=sorted(RECIPES), help="released recipe (default: "
                    + ", ".join(f"{m} -> {r}" for m, r in DEFAULT_RECIPES.items()) + ")")
     p.add_argument("--seeds", type=int, nargs="+", default=[1], help="seeds to run (default: 1); e.g. --seeds 1 2 3")
@@ -44,6 +45,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--anchors", metavar="DIR|SPLITFILE", help="ga2: unlabelled anchor clips (a folder or a list)")
     m.add_argument("--anchors-root", metavar="DIR", help="ga2: the folder a --anchors list's paths are relative to")
     m.add_argument("--anchor-weight", type=float, default=1.0, help="ga2: weight of the anchor term (default 1)")
+    m.add_argument("--teacher", metavar="RUN_OR_ADAPTER", help="promptkd: the teacher run (RUN/seed{N}) or adapter")
+    m.add_argument("--teacher-backbone", metavar="SPEC", help="promptkd: the teacher's CLIP, as --backbone (default: "
+                   "another copy of --backbone)")
     p.add_argument("--resume", action="store_true", help="continue interrupted seeds, skip finished ones")
     p.add_argument("--overwrite", action="store_true", help="replace adapters already in RUN/seed{N}/")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
@@ -68,7 +72,8 @@ def main(args: argparse.Namespace) -> int:
                      recipe=args.recipe, overrides=overrides, seeds=args.seeds, shots=args.shots, frames=args.frames,
                      splits=args.splits, classnames=args.classnames, stage1=args.stage1, hard_prompt=args.hard_prompt,
                      anchors=args.anchors, anchors_root=args.anchors_root, anchor_weight=args.anchor_weight,
-                     backbone_base=args.backbone_base, device=args.device, workers=args.workers, threads=args.threads,
+                     backbone_base=args.backbone_base, teacher=args.teacher, teacher_backbone=args.teacher_backbone,
+                     device=args.device, workers=args.workers, threads=args.threads,
                      resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, stop_after=args.stop_after)
     try:
         train(plan)

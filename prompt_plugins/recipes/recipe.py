@@ -243,8 +243,11 @@ class Recipe(Config):
 
     def wrap_options(self) -> dict[str, Any]:
         """Keyword options of ``pp.wrap(model, classnames, **options)``, ``method`` included. GA2 also needs
-        ``hard_prompt=...`` (its token count sets n_ctx); DPC gets weight_base and weight_new."""
+        ``hard_prompt=...`` (its token count sets n_ctx); DPC gets weight_base and weight_new; PromptKD gets its
+        visual prompts only and needs ``teacher=...``."""
         options: dict[str, Any] = {"method": WRAP_METHOD[self.method]}
+        if self.method == "promptkd":  # the student has visual prompts only; its text side is the teacher's
+            return {**options, "n_visual_ctx": self.n_visual_ctx, "visual_depth": self.visual_depth}
         if self.method != "ga2":
             options["n_ctx"] = self.n_ctx
             if self.ctx_init is not None:

@@ -86,6 +86,8 @@ class TrainPlan(Config):
     anchors_root: str | None = None
     anchor_weight: float = 1.0
     backbone_base: str | None = None
+    teacher: str | None = None
+    teacher_backbone: str | None = None
     device: str = "cpu"
     workers: int = 0
     threads: int = 0
@@ -117,7 +119,7 @@ class TrainPlan(Config):
 
     def _check_method_files(self) -> None:
         own = {"--from": ("dpc", self.stage1), "--hard-prompt": ("ga2", self.hard_prompt),
-               "--anchors": ("ga2", self.anchors)}
+               "--anchors": ("ga2", self.anchors), "--teacher": ("promptkd", self.teacher)}
         for flag, (method, value) in own.items():
             if value is not None and self.method != method:
                 raise ConfigError(f"{flag} is for --method {method}, not {self.method}")
@@ -126,6 +128,12 @@ class TrainPlan(Config):
         if self.method == "dpc" and self.stage1 is None:
             raise ConfigError("--method dpc trains DPC's stage 2: pass --from RUN, the stage-1 run (or adapter "
                               "folder) of the same data set, shots and seeds")
+        if self.method == "promptkd" and self.teacher is None:
+            raise ConfigError("--method promptkd distils from a teacher: pass --teacher RUN_OR_ADAPTER (a teacher run "
+                              "folder or adapter of the same data set, e.g. a converted PromptSRC ViT-L/14 checkpoint) "
+                              "and its CLIP with --teacher-backbone SPEC")
+        if self.teacher_backbone is not None and self.method != "promptkd":
+            raise ConfigError(f"--teacher-backbone is for --method promptkd (with --teacher), not {self.method}")
         if self.method == "ga2" and self.hard_prompt is None:
             raise ConfigError("--method ga2 needs --hard-prompt FILE: the prompt of a run on other data (a GA2/IVLP/"
                               "ViFi checkpoint, a .safetensors file or an adapter folder written by train)")

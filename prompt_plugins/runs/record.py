@@ -15,7 +15,7 @@ class RunRecord(Config):
     """dataset / protocol / classnames / base_classes / new_classes / shots / seed / train_items / source:
     ``Task.record()``; root and splits: the folders read; method, recipe (the effective ``Recipe`` as a
     dict), backbone (the ``--backbone`` spec); stage1: DPC's ``--from`` adapter; hard_prompt / anchors: GA2's
-    files; frames per video; epochs trained."""
+    files; teacher / teacher_backbone: PromptKD's ``--teacher`` and its CLIP; frames per video; epochs trained."""
 
     dataset: str
     protocol: str
@@ -35,6 +35,8 @@ class RunRecord(Config):
     stage1: str | None = None
     hard_prompt: str | None = None
     anchors: str | None = None
+    teacher: str | None = None
+    teacher_backbone: str | None = None
     epochs: int = 0
 
     @property

@@ -13,7 +13,8 @@ from ..checkpoint import CONFIG_NAME, RawAdapter, read_adapter, save_pretrained
 from ..data import Item, Task, build_task, dataset_for, read_splits
 from ..data.splits import IMAGE_EXTS, VIDEO_EXTS
 from ..errors import ConfigError
-from .objectives import OBJECTIVES, ObjectiveInputs, build_objective, effective_recipe, method_recipe, single_device
+from .objectives import (OBJECTIVES, ObjectiveInputs, build_objective, effective_recipe, method_recipe,
+                         single_device, training_items)
 from .plan import TrainPlan, parse_device
 from .progress import Progress
 from .record import RunRecord, compare_split, read_record
@@ -27,6 +28,8 @@ class SeedJob:
     status: str
     task: Task
     stage1: Path | None = None
+    #: the items the method trains on (None: the task's few-shot base set)
+    items: list[Item] | None = None
 
 
 def stage1_dir(plan: TrainPlan, seed: int) -> Path:
@@ -78,7 +81,7 @@ def prepare(plan: TrainPlan) -> tuple[list[SeedJob], torch.device]:
     if epochs is not None and "warmup_epochs" not in plan.overrides and released.warmup_epochs >= epochs:
         raise ConfigError(f"--epochs {epochs} leaves no epoch after recipe {released.name}'s {released.warmup_epochs} "
                           f"warm-up epoch(s): pass --warmup-epochs {epochs - 1} (or fewer), or more --epochs")
-    recipe = released.replace(**single_device(plan.overrides))
+    recipe = released.replace(**single_device(plan.overrides, released))
     check = OBJECTIVES[plan.method].check_recipe
     if check is not None:
         check(recipe)
@@ -96,12 +99,19 @@ def prepare(plan: TrainPlan) -> tuple[list[SeedJob], torch.device]:
         if plan.stage1 is not None:
             job.stage1 = stage1_dir(plan, seed)
             check_stage1(job.stage1, job.task)
+        if plan.teacher is not None:
+            from .objectives.promptkd import check_teacher_adapter, teacher_dir
+
+            check_teacher_adapter(teacher_dir(plan, seed), job.task.classnames)
+        job.items = training_items(plan.method, splits, job.task, recipe)
         jobs.append(job)
     if plan.anchors is not None:
         anchor_items(plan)
     from .backbone import check_backbone_spec
 
     check_backbone_spec(plan.backbone, plan.backbone_base)
+    if plan.teacher_backbone is not None:
+        check_backbone_spec(plan.teacher_backbone)
     return jobs, device
 
 
@@ -113,22 +123,27 @@ def train(plan: TrainPlan) -> list[Path]:
     if plan.threads:
         torch.set_num_threads(plan.threads)
     model = load_backbone(plan.backbone, plan.backbone_base).to(device)
+    teacher = None  # PromptKD's teacher CLIP: its own backbone (default: another copy of --backbone)
+    if plan.teacher is not None:
+        teacher = load_backbone(plan.teacher_backbone or plan.backbone, plan.backbone_base
+                                if plan.teacher_backbone is None else None).to(device)
     written = []
     for job in jobs:
         if job.status == "done":
             print(f"seed {job.seed}: {plan.seed_dir(job.seed)} is finished; skipped (--resume)")
             continue
-        written.append(train_seed(plan, job, model, device))
+        written.append(train_seed(plan, job, model, device, teacher))
     return written
 
 
-def _describe(task: Task, recipe: Any, method: str) -> str:
+def _describe(task: Task, recipe: Any, method: str, items: int) -> str:
     return (f"{task.dataset}: {len(task.classnames)} classes ({len(task.base)} base / {len(task.new)} new), "
-            f"{task.shots} shots, seed {task.seed}: {len(task.train)} training items; {method} with recipe "
+            f"{task.shots} shots, seed {task.seed}: {items} training items; {method} with recipe "
             f"{recipe.name} ({recipe.optimizer} lr {recipe.lr:g}, {recipe.epochs} epochs, batch {recipe.batch_size})")
 
 
-def train_seed(plan: TrainPlan, job: SeedJob, model: torch.nn.Module, device: torch.device) -> Path:
+def train_seed(plan: TrainPlan, job: SeedJob, model: torch.nn.Module, device: torch.device,
+               teacher: torch.nn.Module | None = None) -> Path:
     from ..backends import resolve
 
     backend = resolve(model)
@@ -140,20 +155,23 @@ def train_seed(plan: TrainPlan, job: SeedJob, model: torch.nn.Module, device: to
     if job.status == "new" and state_path.exists():
         state_path.unlink()
     size = backend.image_size
-    train_set = dataset_for(task, task.train, size, frames, train=True, seed=seed)
+    items = task.train if job.items is None else job.items
+    train_set = dataset_for(task, items, size, frames, train=True, seed=seed)
     anchors = None
     if plan.anchors is not None:
         anchors = dataset_for(task, anchor_items(plan), size, frames, train=True, seed=seed)
     objective = build_objective(plan.method, ObjectiveInputs(model, task, recipe, seed, train_set, plan,
-                                                             stage1=job.stage1, anchors=anchors))
+                                                             stage1=job.stage1, anchors=anchors,
+                                                             teacher_model=teacher))
     objective.adapter.to(device)  # prompts are built on the CPU
-    progress = Progress(recipe.epochs, len(task.train) // min(recipe.batch_size, len(task.train)),
-                        desc=f"seed {seed}", batch=min(recipe.batch_size, len(task.train)), enabled=plan.progress)
+    progress = Progress(recipe.epochs, len(items) // min(recipe.batch_size, len(items)),
+                        desc=f"seed {seed}", batch=min(recipe.batch_size, len(items)), enabled=plan.progress)
     n_params = sum(p.numel() for p in objective.params())
-    print(_describe(task, recipe, plan.method) + f"; {n_params:,} trainable parameters", flush=True)
+    print(_describe(task, recipe, plan.method, len(items)) + f"; {n_params:,} trainable parameters", flush=True)
     for note in notes + objective.notes:
         print(f"  note: {note}", flush=True)
-    record = RunRecord(**task.record(), method=plan.method, recipe=recipe.to_dict(), backbone=plan.backbone,
+    record = RunRecord(**{**task.record(), "train_items": len(items)}, method=plan.method, recipe=recipe.to_dict(),
+                       backbone=plan.backbone, teacher=plan.teacher, teacher_backbone=plan.teacher_backbone,
                        root=str(Path(plan.root).resolve()), splits=plan.splits, frames=frames if task.kind == "video"
                        else None, stage1=str(job.stage1) if job.stage1 else None, hard_prompt=plan.hard_prompt,
                        anchors=plan.anchors, epochs=recipe.epochs)
@@ -169,6 +187,8 @@ def train_seed(plan: TrainPlan, job: SeedJob, model: torch.nn.Module, device: to
         state_path.unlink(missing_ok=True)
     finally:
         objective.adapter.eject()
+        if objective.close is not None:
+            objective.close()
     rate = f", {result.items_per_s:.1f} items/s" if result.seconds else ""
     print(f"seed {seed}: saved {folder} (final loss {result.loss:.4f}, {result.seconds:.1f} s{rate})", flush=True)
     return folder

@@ -20,7 +20,8 @@ class Objective:
     generators: random streams saved with every checkpoint; notes: what the run should print;
     end_epoch(epoch): called after the last step of every epoch (after the lr step), e.g. PromptSRC's prompt
     aggregation; stateful: objects with ``state_dict()`` / ``load_state_dict()`` saved in every training state and
-    restored by ``--resume`` (the aggregation's running sums)."""
+    restored by ``--resume`` (the aggregation's running sums); close(): called when the seed ends, trained or not (e.g.
+    ejecting PromptKD's teacher from its CLIP)."""
 
     adapter: nn.Module
     loss: Callable[[Tensor, Tensor, int], Tensor]
@@ -29,12 +30,14 @@ class Objective:
     notes: list[str] = field(default_factory=list)
     end_epoch: Callable[[int], None] | None = None
     stateful: dict[str, Any] = field(default_factory=dict)
+    close: Callable[[], None] | None = None
 
 
 @dataclass
 class ObjectiveInputs:
     """What a builder gets: the backbone, the seed's task and training set, the effective recipe, and the method
-    inputs of the plan (``plan``: the ``TrainPlan``; ``stage1``: DPC's stage-1 adapter; ``anchors``: GA2's clips)."""
+    inputs of the plan (``plan``: the ``TrainPlan``; ``stage1``: DPC's stage-1 adapter; ``anchors``: GA2's clips;
+    ``teacher_model``: PromptKD's teacher CLIP, loaded once for every seed)."""
 
     model: nn.Module
     task: Task
@@ -44,24 +47,35 @@ class ObjectiveInputs:
     plan: Any
     stage1: Path | None = None
     anchors: ItemDataset | None = None
+    teacher_model: nn.Module | None = None
 
 
 @dataclass(frozen=True)
 class ObjectiveSpec:
-    """A method's builder, the recipe it trains with unless ``--recipe`` names another, and an optional check of
-    the effective recipe run before any work (e.g. its ``method_options`` against the method's typed configs)."""
+    """A method's builder, the recipe it trains with unless ``--recipe`` names another, an optional check of the
+    effective recipe run before any work (e.g. its ``method_options`` against the method's typed configs), and which
+    items it trains on (``items(splits, task, recipe)``; None: the task's few-shot base set)."""
 
     build: Callable[[ObjectiveInputs], Objective]
     default_recipe: str
     check_recipe: Callable[[Recipe], None] | None = None
+    items: Callable[[Any, Task, Recipe], list[Any]] | None = None
 
 
 OBJECTIVES: dict[str, ObjectiveSpec] = {}
 
 
 def register_objective(method: str, build: Callable[[ObjectiveInputs], Objective], default_recipe: str, *,
-                       check_recipe: Callable[[Recipe], None] | None = None) -> None:
-    OBJECTIVES[method] = ObjectiveSpec(build, default_recipe, check_recipe)
+                       check_recipe: Callable[[Recipe], None] | None = None,
+                       items: Callable[[Any, Task, Recipe], list[Any]] | None = None) -> None:
+    OBJECTIVES[method] = ObjectiveSpec(build, default_recipe, check_recipe, items)
+
+
+def training_items(method: str, splits: Any, task: Task, recipe: Recipe) -> list[Any]:
+    """The items ``method`` trains on: the task's few-shot base set unless the method says otherwise (PromptKD: the
+    unlabeled train split)."""
+    spec = OBJECTIVES.get(method)
+    return task.train if spec is None or spec.items is None else spec.items(splits, task, recipe)
 
 
 def build_objective(method: str, inputs: ObjectiveInputs) -> Objective:
@@ -82,9 +96,14 @@ def method_recipe(method: str, name: str | None) -> Recipe:
     return recipe
 
 
-def single_device(overrides: dict[str, Any]) -> dict[str, Any]:
-    """``overrides`` for one device: the whole ``batch_size`` is one batch per optimisation step."""
-    return {"gpus": 1, "accumulation": 1, **overrides}
+def single_device(overrides: dict[str, Any], recipe: Recipe | None = None) -> dict[str, Any]:
+    """``overrides`` for one device: the whole ``batch_size`` is one batch per optimisation step. With ``recipe``, a
+    ``method_options`` override is merged into the recipe's own (``--set 'method_options={"selection": "best_val"}'``
+    keeps its other released settings)."""
+    out = {"gpus": 1, "accumulation": 1, **overrides}
+    if recipe is not None and isinstance(overrides.get("method_options"), dict):
+        out["method_options"] = {**recipe.method_options, **overrides["method_options"]}
+    return out
 
 
 def effective_recipe(method: str, name: str | None, overrides: dict[str, Any], backend: Any
@@ -96,7 +115,7 @@ def effective_recipe(method: str, name: str | None, overrides: dict[str, Any], b
     if recipe.gpus > 1 or recipe.accumulation > 1:
         notes.append(f"recipe {recipe.name}: the released batch of {recipe.batch_size} ({recipe.gpus} GPU(s) x "
                      f"{recipe.micro_batch} x {recipe.accumulation} accumulation) runs as one batch per step here")
-    recipe = recipe.replace(**single_device(overrides))
+    recipe = recipe.replace(**single_device(overrides, recipe))
     if method == "dpc":  # the prompt's shape comes from the stage-1 adapter
         return recipe, notes
     if recipe.depth > backend.text_layers:
