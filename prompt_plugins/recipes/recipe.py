@@ -32,8 +32,8 @@ from ..config import Config, check_fraction, check_int
 from ..errors import ConfigError
 from .schedules import SCHEDULES, update_epoch
 
-#: the recipe's method -> ``wrap(method=...)`` (IVLP deep prompts are CoOp's ``SoftPrompt`` with depth)
-WRAP_METHOD = {"coop": "coop", "dpc": "dpc", "ga2": "ga2", "ivlp": "coop", "maple": "maple", "promptsrc": "promptsrc",
+#: the recipe's method -> ``wrap(method=...)``
+WRAP_METHOD = {"coop": "coop", "dpc": "dpc", "ga2": "ga2", "ivlp": "ivlp", "maple": "maple", "promptsrc": "promptsrc",
                "kgcoop": "kgcoop", "promptkd": "promptkd"}
 
 
@@ -242,18 +242,18 @@ class Recipe(Config):
         return LambdaLR(optimizer, lambda step: self.lr_at(update_epoch(step, spe, every)) / lr)
 
     def wrap_options(self) -> dict[str, Any]:
-        """Keyword options of ``pp.wrap(model, classnames, **options)``, ``method`` included. GA2 also needs
-        ``hard_prompt=...`` (its token count sets n_ctx); DPC gets weight_base and weight_new."""
+        """Keyword options of ``pp.wrap(model, classnames, **options)``, ``method`` included, then
+        ``method_options`` (the method's own, e.g. MaPLe's ``coupler_init``). GA2 also needs ``hard_prompt=...``
+        (its token count sets n_ctx); DPC gets weight_base and weight_new."""
         options: dict[str, Any] = {"method": WRAP_METHOD[self.method]}
-        if self.method != "ga2":
-            options["n_ctx"] = self.n_ctx
-            if self.ctx_init is not None:
-                options["ctx_init"] = self.ctx_init
+        if self.method != "ga2":  # ctx_init None (random context) is passed too: a method's default may be words
+            options.update(n_ctx=self.n_ctx, ctx_init=self.ctx_init)
         options.update(depth=self.depth, n_visual_ctx=self.n_visual_ctx)
         if self.visual_depth is not None:
             options["visual_depth"] = self.visual_depth
         if self.method == "dpc":
             options.update(weight_base=self.weight_base, weight_new=self.weight_new)
+        options.update(self.method_options)
         return options
 
     def dpc_options(self) -> dict[str, dict[str, Any]]:

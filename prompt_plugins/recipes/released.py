@@ -4,6 +4,7 @@ repositories at the commits below (``source`` names the config file; defaults co
 from __future__ import annotations
 
 from ..errors import ConfigError
+from .maple import RECIPES as MAPLE_RECIPES
 from .recipe import Recipe
 
 COOP = "KaiyangZhou/CoOp@ff61507c790454bce7c5052c3ac39e60772f1f89"
@@ -111,7 +112,7 @@ GA2_HMDB = GA2_RECIPE.replace(
     notes="HMDB51: solver.lr 4e-2 x clip_ratio 0.1 = 4e-3; otherwise as ga2. " + _GA2_NOTES)
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (COOP_RECIPE, COOP_EP50, DPC_RECIPE, *DPC_COOP, IVLP_VIFI, GA2_RECIPE,
-                                                  GA2_HMDB)}
+                                                  GA2_HMDB, *MAPLE_RECIPES)}
 
 
 def get_recipe(name: str) -> Recipe:

@@ -124,7 +124,7 @@ class TrainPlan(Config):
             if value is not None and not Path(value).exists():
                 raise ConfigError(f"{flag} {value!r} does not exist")
         if self.method == "dpc" and self.stage1 is None:
-            raise ConfigError("--method dpc trains DPC's stage 2: pass --from RUN, the coop/ivlp/ga2 run (or adapter "
+            raise ConfigError("--method dpc trains DPC's stage 2: pass --from RUN, the coop/ivlp/maple/ga2 run (or adapter "
                               "folder) of the same data set, shots and seeds")
         if self.method == "ga2" and self.hard_prompt is None:
             raise ConfigError("--method ga2 needs --hard-prompt FILE: the prompt of a run on other data (a GA2/IVLP/"

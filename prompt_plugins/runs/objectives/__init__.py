@@ -2,7 +2,7 @@
 trainable parameters, the random generators and per-epoch state a checkpoint must carry.
 
 One module per method family registers its builder (``register_objective``): ``cross_entropy.py`` (coop, ivlp,
-ga2), ``dpc.py``. ``base.py`` holds ``Objective``, ``ObjectiveInputs`` and the recipe helpers.
+maple, ga2), ``dpc.py``. ``base.py`` holds ``Objective``, ``ObjectiveInputs`` and the recipe helpers.
 """
 from . import cross_entropy, dpc  # noqa: F401  (register the builders)
 from .base import (OBJECTIVES, Objective, ObjectiveInputs, build_objective, check_base_labels, effective_recipe,

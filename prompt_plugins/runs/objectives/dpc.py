@@ -23,7 +23,7 @@ def dpc(inputs: ObjectiveInputs) -> Objective:
     prompted = from_pretrained(model, stage1, classnames=task.classnames)
     if not isinstance(prompted, PromptedCLIP):
         raise ConfigError(f"--from {str(stage1)!r} is a {type(prompted).__name__} adapter; DPC's stage 2 starts from "
-                          "a coop, ivlp or ga2 adapter written by train")
+                          "a prompt adapter written by train (coop, ivlp, maple, ga2, ...), not a DPC one")
     wrapper = DualPromptWrapper(prompted, task.base_names, **recipe.dpc_options()["wrapper"])
     top_k = min(recipe.top_k, len(task.base) - 1)
     g = torch.Generator().manual_seed(mix_seed(seed, 0xD9C))
