@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         options["classnames"] = read_classnames(args.classnames)
     if args.allow_unsafe:
         options["allow_unsafe"] = True
+    if args.keep_towers:
+        options["keep_towers"] = True
     out = Path(convert(Path(args.src), Path(args.out_dir), args.format, overwrite=args.overwrite, **options))
     config = json.loads((out / CONFIG_NAME).read_text())
     report = config["imported_from"]
@@ -70,6 +72,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {key} keys: {', '.join(report[key])}")
     if report.get("skipped_backbone"):
         print(f"  backbone tensors not imported: {report['skipped_backbone']}")
+    towers = report.get("towers")
+    if isinstance(towers, dict) and towers.get("summary"):
+        print(f"  the file's frozen towers ({len(towers['summary'])} tensors): "
+              + ("kept with the adapter" if towers.get("kept") else
+                 "not kept (loading warns if they differ from your CLIP's; --keep-towers keeps them)"))
     return 0
 
 
@@ -94,6 +101,10 @@ def add_parser(subparsers: Any) -> None:
                         help="replace an adapter already in OUT_DIR (--to-clip: an existing OUT file); default: refuse")
     parser.add_argument("--weight-base", type=float, help="CoOp+DPC: w_b of the run (STACK.WEIGHT; default 0.2)")
     parser.add_argument("--classnames", help="text file with one class name per line, stored in the adapter")
+    parser.add_argument("--keep-towers", action="store_true",
+                        help="MaPLe / IVLP / PromptSRC / PromptKD full-model files: keep the checkpoint's own frozen "
+                             "CLIP towers with the adapter (applied while attached) for exact parity with the "
+                             "released model; default: the prompts only, and loading warns when the towers differ")
     parser.add_argument("--allow-unsafe", action="store_true",
                         help="load pickles that need arbitrary code (only for files you trust)")
     parser.add_argument("--option", action="append", metavar="KEY=VALUE",
