@@ -23,9 +23,9 @@ from ...importers import Importer, register_importer
 from ...importers.dassl import dassl_state, find_dassl_checkpoint
 from ...prompts import SoftPrompt, SoftPromptConfig
 from ..coop.vificlip import ivlp_prompts
-from .released import ReleasedImportOptions, check_format, released_adapter, released_format
+from .released import RUN_FOLDERS, ReleasedImportOptions, check_format, released_adapter, released_format
 
-FOLDERS = ("VLPromptLearner",)
+FOLDERS = ("VLPromptLearner", *(f for f in RUN_FOLDERS if f != "VLPromptLearner"))
 
 
 def _state(obj: Any) -> dict[str, Tensor] | None:

@@ -17,6 +17,9 @@ from ...importers.remap import backbone_fingerprint, split_report
 from ...prompts.ctx_init import RELEASED_MAX_INIT_TOKENS
 
 PREFIX_KEY, SUFFIX_KEY = "prompt_learner.token_prefix", "prompt_learner.token_suffix"
+#: the folders the released trainers register their model under; an importer looks in its own first, then the
+#: others, so a run directory given with the wrong ``--format`` is refused naming the right one
+RUN_FOLDERS = ("MultiModalPromptLearner", "VLPromptLearner")
 #: what each released trainer's state dict is told apart by (``released_format``)
 FORMAT_NAMES = {"maple": "MaPLe (MultiModalPromptLearner)", "ivlp": "IVLP (VLPromptLearner)",
                 "promptsrc": "PromptSRC", "promptkd": "PromptKD (student)"}

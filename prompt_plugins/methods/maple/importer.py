@@ -23,11 +23,11 @@ from ...checkpoint import AdapterConfig
 from ...errors import CheckpointError
 from ...importers import Importer, register_importer
 from ...importers.dassl import dassl_state, find_dassl_checkpoint
-from ..ivlp.released import ReleasedImportOptions, check_format, released_adapter, released_format
+from ..ivlp.released import RUN_FOLDERS, ReleasedImportOptions, check_format, released_adapter, released_format
 from .config import MaPLeConfig
 from .prompt import MaPLePrompt
 
-FOLDERS = ("MultiModalPromptLearner",)
+FOLDERS = ("MultiModalPromptLearner", *(f for f in RUN_FOLDERS if f != "MultiModalPromptLearner"))
 TEXT = "prompt_learner.compound_prompts_text.{}"
 COUPLER = "prompt_learner.compound_prompt_projections.{}.{}"
 
