@@ -99,3 +99,17 @@ def test_recipe_dpc_maple_wraps_dpc_over_maple(classnames):
     dpc = pp.wrap(make_model("openai"), classnames, base_classes=classnames[:2], **options)
     assert dpc.target.method == "maple" and dpc.target.prompt.depth == 3 and dpc.weight_base == 0.2
     assert "not released; our choice" in recipe.notes.lower()
+
+
+def test_example_adds_dpc_stage2_to_a_maple_loop(capsys):
+    """``examples/maple_dpc_stage2.py`` runs (tiny CLIP, seconds) and its new classes keep the MaPLe logits."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "maple_dpc_stage2.py"
+    spec = importlib.util.spec_from_file_location("maple_dpc_stage2", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert "new classes unchanged: True" in capsys.readouterr().out
+    assert module.dpc.target is module.maple and module.dpc.target.method == "maple"
+    assert sorted(module.dpc.tensor_names) == sorted(module.maple.prompt.prompt_tensor_names())
