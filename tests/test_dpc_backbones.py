@@ -113,3 +113,39 @@ def test_example_adds_dpc_stage2_to_a_maple_loop(capsys):
     assert "new classes unchanged: True" in capsys.readouterr().out
     assert module.dpc.target is module.maple and module.dpc.target.method == "maple"
     assert sorted(module.dpc.tensor_names) == sorted(module.maple.prompt.prompt_tensor_names())
+
+
+def test_maple_and_ivlp_recipes_are_the_released_numbers(classnames):
+    expected = {  # name: (method, lr, epochs, batch, n_ctx, depth, n_visual_ctx, visual_depth)
+        "maple": ("maple", 0.0035, 5, 4, 2, 9, 2, 9), "maple_cross": ("maple", 0.0026, 2, 4, 2, 3, 2, 3),
+        "ivlp_maple": ("ivlp", 0.0035, 5, 4, 2, 12, 2, 12),
+        "ivlp_maple_language": ("ivlp", 0.0025, 5, 4, 4, 12, 0, None),
+        "ivlp_src": ("ivlp", 0.0025, 20, 4, 4, 9, 4, 9), "dpc_maple": ("dpc", 0.002, 20, 4, 2, 9, 2, 9)}
+    for name, numbers in expected.items():
+        r = pp.get_recipe(name)
+        assert (r.method, r.lr, r.epochs, r.batch_size, r.n_ctx, r.depth, r.n_visual_ctx, r.visual_depth) == numbers
+        assert (r.optimizer, r.momentum, r.weight_decay, r.schedule) == ("sgd", 0.9, 5e-4, "dassl_cosine")
+        assert (r.warmup_epochs, r.warmup_type, r.warmup_lr, r.ctx_init) == (1, "constant", 1e-5, "a photo of a")
+        assert "@" in r.source and len(r.source.split("@")[1].split(":")[0]) == 40
+    assert (pp.get_recipe("dpc_maple").top_k, pp.get_recipe("dpc_maple").weight_base) == (8, 0.2)
+    for name in ("maple", "ivlp_maple", "ivlp_maple_language"):
+        tiny = pp.get_recipe(name).replace(depth=3, visual_depth=None if name.endswith("language") else 3)
+        options = tiny.wrap_options()
+        prompted = pp.wrap(make_model("openai"), classnames, **options)
+        assert prompted.method == options["method"] == pp.get_recipe(name).method
+        assert prompted.template == ("{}." if name.endswith("language") else "of a {}.")
+        if name == "maple":
+            assert options["coupler_init"] == "shared" and prompted.prompt.depth == 3
+        else:
+            assert prompted.prompt.n_visual_ctx == options["n_visual_ctx"]
+
+
+def test_ivlp_adapter_round_trip(backend_name, classnames, tmp_path):
+    model = make_model(backend_name)
+    prompted = pp.wrap(model, classnames, method="ivlp", depth=2, init_std=0.2)
+    x = images(2)
+    expected = prompted(x).detach()
+    pp.save_pretrained(prompted, tmp_path)
+    prompted.eject()
+    loaded = pp.from_pretrained(model, tmp_path)
+    assert loaded.method == "ivlp" and loaded.template == "of a {}." and torch.equal(loaded(x), expected)

@@ -163,6 +163,9 @@ def test_fp16_model_and_autocast(classnames):
     loss = F.cross_entropy(prompted(images(4)), torch.arange(4))
     loss.backward()
     assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in prompted.trainable_parameters())
+    with torch.autocast("cpu", dtype=torch.float16):
+        half = prompted(images(4))
+    assert torch.isfinite(half).all()
     fp32 = _maple(make_model("openai"), classnames)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = fp32(images(4))

@@ -54,3 +54,13 @@ def test_train_then_dpc_stage2_keeps_new_accuracy(world, method, recipe):
     state = load_file(str(tmp / f"dpc_{method}" / "seed1" / "adapter_model.safetensors"))
     key = "compound_prompt_projections.0.weight" if method == "maple" else "visual"
     assert not torch.equal(state[f"dpc.X.{key}"], state[f"dpc.P.{key}"])  # the visual side trained too
+
+
+def test_dpc_from_a_dpc_run_is_refused(world, capsys):
+    tmp, data = world
+    if not (tmp / "dpc_maple" / "seed1").is_dir():
+        pytest.skip("needs the DPC run of test_train_then_dpc_stage2_keeps_new_accuracy")
+    assert main(["train", *data, "--method", "dpc", "--from", str(tmp / "dpc_maple"), "--out", str(tmp / "dpc2"),
+                 *TINY]) == 2
+    assert "is a PromptedDualWrapper adapter; DPC's stage 2 starts from a prompt adapter" in capsys.readouterr().err
+
