@@ -25,18 +25,26 @@ from .towers import PREFIX as TOWER_PREFIX, TowerWeights
 from .visual_hooks import VisualPromptHooks
 
 
+#: ``prompt_dtype`` -> the dtype prompts are cast to where they enter a tower (None: the tower's own)
+PROMPT_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "fp16": torch.float16}
+
+
 @dataclass
 class PromptedOptions(Config):
     """Options of ``PromptedCLIP`` itself, shared by every method: the text after the context slots,
     the zero-shot template of ``disabled()``, gradient checkpointing of the text blocks, how 5-D videos are
-    laid out (None: from the shape; (B, 3, 3, H, W) is then refused as ambiguous) and whether float pixels
-    beyond ±20 (0-255 images) are refused (``inputs.py``)."""
+    laid out (None: from the shape; (B, 3, 3, H, W) is then refused as ambiguous), whether float pixels
+    beyond ±20 (0-255 images) are refused (``inputs.py``) and ``prompt_dtype``: "fp32" (default: prompts stay
+    fp32 and are cast to the tower's dtype where they enter it) or "fp16" (cast to fp16 first, as the released
+    MaPLe / IVLP / PromptSRC / PromptKD trainers do whatever their precision, for parity with their
+    checkpoints; not saved with an adapter: pass it again to ``from_pretrained``)."""
 
     template: str = DEFAULT_TEMPLATE
     zero_shot_template: str = DEFAULT_ZERO_SHOT_TEMPLATE
     grad_checkpointing: bool = False
     video_layout: Literal["BTCHW", "BCTHW"] | None = None
     check_range: bool = True
+    prompt_dtype: Literal["fp32", "fp16"] = "fp32"
 
     def check(self) -> None:
         check_template("template", self.template)
@@ -57,7 +65,7 @@ class PromptedCLIP(nn.Module):
     def __init__(self, model: nn.Module, classnames: Sequence[str], prompt: PromptModule, *, tokenizer: Any = None,
                  template: str = DEFAULT_TEMPLATE, zero_shot_template: str = DEFAULT_ZERO_SHOT_TEMPLATE,
                  method: str = "coop", grad_checkpointing: bool = False, video_layout: str | None = None,
-                 check_range: bool = True, backend: Backend | None = None):
+                 check_range: bool = True, prompt_dtype: str = "fp32", backend: Backend | None = None):
         super().__init__()
         check_not_attached(model)
         self.backend: Backend = resolve(model) if backend is None else backend
@@ -69,6 +77,10 @@ class PromptedCLIP(nn.Module):
         self.grad_checkpointing = grad_checkpointing
         #: defaults of ``encode_image``'s ``layout`` and ``check_range`` (see ``PromptedOptions``)
         self.video_layout, self.check_range = video_layout, check_range
+        if prompt_dtype not in PROMPT_DTYPES:
+            raise ConfigError(f"prompt_dtype={prompt_dtype!r} is unknown: use one of {list(PROMPT_DTYPES)}")
+        #: "fp16": prompts are rounded to fp16 where they enter the towers (``PromptedOptions``)
+        self.prompt_dtype = prompt_dtype
         self.tokenizer = as_tokenizer(tokenizer) if tokenizer is not None else self.backend.default_tokenizer()
         self._found = ModuleState.capture(model)
         self._enabled = True
@@ -168,6 +180,7 @@ class PromptedCLIP(nn.Module):
                 raise ShapeError(f"temporal prompts are for T={p.temporal.shape[0]} frames, got videos of T={frames}")
             if frames is None and p.temporal is not None:
                 p = p.without_temporal()
+            p = p.rounded(self.entering_dtype)
         if self._hooks is not None:
             with self._hooks.active(p):
                 feats = self.backend.encode_image(flat)
@@ -179,6 +192,11 @@ class PromptedCLIP(nn.Module):
         if frames is not None:  # ViFi-CLIP: mean over frames first, then normalise
             feats = feats.view(-1, frames, feats.shape[-1]).mean(dim=1)
         return F.normalize(feats, dim=-1) if normalize else feats
+
+    @property
+    def entering_dtype(self) -> torch.dtype | None:
+        """The dtype prompts are cast to before they enter a tower (None: none; see ``prompt_dtype``)."""
+        return PROMPT_DTYPES[self.prompt_dtype]
 
     def logits(self, image_features: Tensor, text_features: Tensor) -> Tensor:
         return at_least_fp32(self.backend.logit_scale.exp()) * image_features @ text_features.t()

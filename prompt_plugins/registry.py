@@ -56,14 +56,21 @@ class Method:
     options: tuple[type[Config], ...] = ()
     #: typed configs whose fields ``from_pretrained`` accepts as keywords (overrides)
     load_options: tuple[type[Config], ...] = field(default=())
+    #: the option configs of one ``wrap`` call, from its keywords (a method built over another one: DPC's
+    #: ``backbone=``); None: ``options``
+    options_for: Callable[[dict[str, Any]], tuple[type[Config], ...]] | None = None
+
+    def option_types(self, options: dict[str, Any]) -> tuple[type[Config], ...]:
+        return self.options if self.options_for is None else tuple(self.options_for(options))
 
 
 METHODS: dict[str, Method] = {}
 
 
 def register_method(name: str, build: Callable[..., nn.Module], load: Callable[..., nn.Module], doc: str = "", *,
-                    options: tuple[type[Config], ...] = (), load_options: tuple[type[Config], ...] = ()) -> None:
-    METHODS[name] = Method(name, build, load, doc, tuple(options), tuple(load_options))
+                    options: tuple[type[Config], ...] = (), load_options: tuple[type[Config], ...] = (),
+                    options_for: Callable[[dict[str, Any]], tuple[type[Config], ...]] | None = None) -> None:
+    METHODS[name] = Method(name, build, load, doc, tuple(options), tuple(load_options), options_for)
 
 
 def get_method(name: str) -> Method:
@@ -80,9 +87,10 @@ def wrap(model: nn.Module, classnames: Sequence[str], method: str = "coop", **op
     """
     m = get_method(method)
     target = Target(model, options.pop("tokenizer", None))
-    given = split_options("method", m.name, options, m.options, extra=("tokenizer",))
+    types = m.option_types(options)
+    given = split_options("method", m.name, options, types, extra=("tokenizer",))
     with _detached_on_failure(model):
-        return m.build(target, classnames, *(cls(**values) for cls, values in zip(m.options, given)))
+        return m.build(target, classnames, *(cls(**values) for cls, values in zip(types, given)))
 
 
 def from_pretrained(model: nn.Module, directory: str | os.PathLike, classnames: Sequence[str] | None = None, *,

@@ -59,6 +59,7 @@ def encode_requests(prompted: Any, requests: Sequence[tuple[Any, Prompts | None]
             continue
         if pset is None:  # prompts computed lazily only on a miss (a coupler's dropout draws from the RNG)
             p = prompted.prompt() if prompts is None else prompts
+            p = p.rounded(getattr(prompted, "entering_dtype", None))
             pset = PromptSet(idx, p.text, p.text_deep)
         todo.append((r, pset, key, refs, needs_grad))
     tokens = prompted.tokens if enabled else prompted.zero_shot_tokens

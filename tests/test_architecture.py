@@ -127,7 +127,7 @@ def test_no_module_over_300_lines():
 def test_one_folder_per_method():
     import prompt_plugins as pp
 
-    assert sorted(pp.METHODS) == ["coop", "dpc", "ga2", "kgcoop", "promptkd", "promptsrc"]
+    assert sorted(pp.METHODS) == ["coop", "dpc", "ga2", "ivlp", "kgcoop", "maple", "promptkd", "promptsrc"]
     for name in pp.METHODS:
         assert (PACKAGE / "methods" / name / "__init__.py").is_file()
         assert pp.METHODS[name].build.__module__.startswith(f"prompt_plugins.methods.{name}")

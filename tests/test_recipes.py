@@ -155,8 +155,8 @@ def test_builders_train_only_the_prompt(name, classnames):
 def test_wrap_and_dpc_options(classnames):
     assert get_recipe("coop").wrap_options() == dict(method="coop", n_ctx=4, ctx_init="a photo of a", depth=1,
                                                      n_visual_ctx=0)
-    assert get_recipe("ivlp_vifi").wrap_options() == dict(method="coop", n_ctx=16, depth=9, n_visual_ctx=16,
-                                                          visual_depth=9)
+    assert get_recipe("ivlp_vifi").wrap_options() == dict(method="ivlp", n_ctx=16, ctx_init=None, depth=9,
+                                                          n_visual_ctx=16, visual_depth=9)
     ga2 = get_recipe("ga2").wrap_options()
     assert ga2["method"] == "ga2" and "n_ctx" not in ga2 and ga2["depth"] == 9
     dpc = get_recipe("dpc")

@@ -11,37 +11,41 @@ WIDTH = 64
 LAYERS = 3
 
 
-def make_openai(seed: int = 0, fp16: bool = False, width: int = WIDTH, layers: int = LAYERS):
+def make_openai(seed: int = 0, fp16: bool = False, width: int = WIDTH, layers: int = LAYERS,
+                vision_width: int | None = None):
+    """``vision_width`` (default ``width``): a vision tower of another width than the text tower."""
     from clip.model import CLIP, convert_weights
 
     torch.manual_seed(seed)
     # embed_dim, image_resolution, vision_layers, vision_width, patch, context, vocab, t_width, t_heads, t_layers
-    model = CLIP(64, IMAGE_SIZE, layers, width, 8, 77, 49408, width, max(1, width // 32), layers).eval()
+    model = CLIP(64, IMAGE_SIZE, layers, vision_width or width, 8, 77, 49408, width, max(1, width // 32),
+                 layers).eval()
     if fp16:
         convert_weights(model)
     return model
 
 
-def make_open_clip(seed: int = 0, width: int = WIDTH, layers: int = LAYERS):
+def make_open_clip(seed: int = 0, width: int = WIDTH, layers: int = LAYERS, vision_width: int | None = None):
     from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
     torch.manual_seed(seed)
     return CLIP(
         64,
-        CLIPVisionCfg(layers=layers, width=width, patch_size=8, image_size=IMAGE_SIZE, head_width=32),
+        CLIPVisionCfg(layers=layers, width=vision_width or width, patch_size=8, image_size=IMAGE_SIZE, head_width=32),
         CLIPTextCfg(context_length=77, vocab_size=49408, width=width, heads=max(1, width // 32), layers=layers),
     ).eval()
 
 
-def make_hf(seed: int = 0, width: int = WIDTH, layers: int = LAYERS):
+def make_hf(seed: int = 0, width: int = WIDTH, layers: int = LAYERS, vision_width: int | None = None):
     from transformers import CLIPConfig, CLIPModel
 
     torch.manual_seed(seed)
+    vw = vision_width or width
     cfg = CLIPConfig(
         text_config=dict(vocab_size=49408, hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers,
                          num_attention_heads=max(1, width // 32), max_position_embeddings=77),
-        vision_config=dict(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers,
-                           num_attention_heads=max(1, width // 32), image_size=IMAGE_SIZE, patch_size=8),
+        vision_config=dict(hidden_size=vw, intermediate_size=4 * vw, num_hidden_layers=layers,
+                           num_attention_heads=max(1, vw // 32), image_size=IMAGE_SIZE, patch_size=8),
         projection_dim=64,
     )
     return CLIPModel(cfg).eval()

@@ -73,10 +73,10 @@ def run(args: argparse.Namespace) -> int:
     if report.get("skipped_backbone"):
         print(f"  backbone tensors not imported: {report['skipped_backbone']}")
     towers = report.get("towers")
-    if isinstance(towers, dict):
-        what = "kept (tower.*)" if towers.get("kept") else \
-            "not kept (from_pretrained compares them with your CLIP; --keep-towers keeps them)"
-        print(f"  frozen tower tensors: {len(towers.get('summary') or {})} {what}")
+    if isinstance(towers, dict) and towers.get("summary"):
+        print(f"  the file's frozen towers ({len(towers['summary'])} tensors): "
+              + ("kept with the adapter" if towers.get("kept") else
+                 "not kept (loading warns if they differ from your CLIP's; --keep-towers keeps them)"))
     return 0
 
 
@@ -102,8 +102,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--weight-base", type=float, help="CoOp+DPC: w_b of the run (STACK.WEIGHT; default 0.2)")
     parser.add_argument("--classnames", help="text file with one class name per line, stored in the adapter")
     parser.add_argument("--keep-towers", action="store_true",
-                        help="full-model files (PromptSRC, ...): keep the file's own frozen tower weights with the "
-                             "adapter (exact parity with the released model; PromptSRC's aggregation perturbed them)")
+                        help="MaPLe / IVLP / PromptSRC / PromptKD full-model files: keep the checkpoint's own frozen "
+                             "CLIP towers with the adapter (applied while attached) for exact parity with the "
+                             "released model; default: the prompts only, and loading warns when the towers differ")
     parser.add_argument("--allow-unsafe", action="store_true",
                         help="load pickles that need arbitrary code (only for files you trust)")
     parser.add_argument("--option", action="append", metavar="KEY=VALUE",

@@ -21,9 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_data_arguments(p, required=True)
     p.add_argument("--out", required=True, metavar="RUN", help="run folder: adapters go to RUN/seed{N}/")
     p.add_argument("--method", default="coop", choices=METHODS,
-                   help="coop, ivlp (deep text + visual prompts), promptsrc (deep prompts + self-regulation + GPA), "
-                        "kgcoop (CoOp + knowledge-guided term), promptkd (needs --teacher), dpc (stage 2, needs "
-                        "--from), ga2 (needs --hard-prompt)")
+                   help="coop, ivlp (deep text + visual prompts), maple (deep text prompts coupled to visual ones), "
+                        "promptsrc (deep prompts + self-regulation + GPA), kgcoop (CoOp + knowledge-guided term), "
+                        "promptkd (needs --teacher), dpc (stage 2, needs --from), ga2 (needs --hard-prompt)")
     p.add_argument("--recipe", choices=sorted(RECIPES), help="released recipe (default: "
                    + ", ".join(f"{m} -> {r}" for m, r in DEFAULT_RECIPES.items()) + ")")
     p.add_argument("--seeds", type=int, nargs="+", default=[1], help="seeds to run (default: 1); e.g. --seeds 1 2 3")

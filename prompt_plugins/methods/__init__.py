@@ -1,4 +1,4 @@
 """The methods, one folder each; importing this package registers them (and their importers)."""
-from . import coop, dpc, ga2, kgcoop, promptkd, promptsrc  # noqa: F401
+from . import coop, dpc, ga2, ivlp, kgcoop, maple, promptkd, promptsrc  # noqa: F401
 
-__all__ = ["coop", "dpc", "ga2", "kgcoop", "promptkd", "promptsrc"]
+__all__ = ["coop", "dpc", "ga2", "ivlp", "kgcoop", "maple", "promptkd", "promptsrc"]

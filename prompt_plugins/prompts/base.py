@@ -45,6 +45,19 @@ class Prompts:
     def without_temporal(self) -> "Prompts":
         return replace(self, temporal=None)
 
+    def rounded(self, dtype: torch.dtype | None) -> "Prompts":
+        """The token fields (text, text_deep, visual, visual_deep, temporal) cast to ``dtype`` (None: unchanged):
+        the released trainers' ``.half()`` at every insertion; the towers then cast them to their own dtype, so on
+        a fp32 model the prompts enter rounded to fp16 and gradients flow through the casts."""
+        if dtype is None:
+            return self
+        return replace(self, **{name: value.to(dtype) for name in TOKEN_FIELDS
+                                if (value := getattr(self, name)) is not None})
+
+
+#: the ``Prompts`` fields that enter a tower as tokens
+TOKEN_FIELDS = ("text", "text_deep", "visual", "visual_deep", "temporal")
+
 
 PROMPT_TYPES: dict[str, type["PromptModule"]] = {}
 

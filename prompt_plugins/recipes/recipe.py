@@ -32,8 +32,8 @@ from ..config import Config, check_fraction, check_int
 from ..errors import ConfigError
 from .schedules import SCHEDULES, update_epoch
 
-#: the recipe's method -> ``wrap(method=...)`` (IVLP deep prompts are CoOp's ``SoftPrompt`` with depth)
-WRAP_METHOD = {"coop": "coop", "dpc": "dpc", "ga2": "ga2", "ivlp": "coop", "maple": "maple", "promptsrc": "promptsrc",
+#: the recipe's method -> ``wrap(method=...)``
+WRAP_METHOD = {"coop": "coop", "dpc": "dpc", "ga2": "ga2", "ivlp": "ivlp", "maple": "maple", "promptsrc": "promptsrc",
                "kgcoop": "kgcoop", "promptkd": "promptkd"}
 
 
@@ -242,22 +242,30 @@ class Recipe(Config):
         return LambdaLR(optimizer, lambda step: self.lr_at(update_epoch(step, spe, every)) / lr)
 
     def wrap_options(self) -> dict[str, Any]:
-        """Keyword options of ``pp.wrap(model, classnames, **options)``, ``method`` included. GA2 also needs
-        ``hard_prompt=...`` (its token count sets n_ctx); DPC gets weight_base and weight_new; PromptKD gets its
-        visual prompts only and needs ``teacher=...``."""
+        """Keyword options of ``pp.wrap(model, classnames, **options)``, ``method`` included, then
+        ``method_options`` (the method's own, e.g. MaPLe's ``coupler_init``). GA2 also needs ``hard_prompt=...``
+        (its token count sets n_ctx); DPC gets weight_base and weight_new; PromptKD gets its visual prompts only and
+        needs ``teacher=...``."""
         options: dict[str, Any] = {"method": WRAP_METHOD[self.method]}
         if self.method == "promptkd":  # the student has visual prompts only; its text side is the teacher's
             return {**options, "n_visual_ctx": self.n_visual_ctx, "visual_depth": self.visual_depth}
-        if self.method != "ga2":
-            options["n_ctx"] = self.n_ctx
-            if self.ctx_init is not None:
-                options["ctx_init"] = self.ctx_init
+        if self.method != "ga2":  # ctx_init None (random context) is passed too: a method's default may be words
+            options.update(n_ctx=self.n_ctx, ctx_init=self.ctx_init)
         options.update(depth=self.depth, n_visual_ctx=self.n_visual_ctx)
         if self.visual_depth is not None:
             options["visual_depth"] = self.visual_depth
         if self.method == "dpc":
             options.update(weight_base=self.weight_base, weight_new=self.weight_new)
-        return options
+        return {**options, **self._wrap_method_options(options)}
+
+    def _wrap_method_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The ``method_options`` that are ``wrap`` options of the method (MaPLe's ``coupler_init``, DPC's
+        ``backbone``); the others (loss weights, aggregation) are read by the method's training configs."""
+        from ..registry import get_method
+
+        types = get_method(options["method"]).option_types({**options, **self.method_options})
+        fields = {name for t in types for name in t.field_names()}
+        return {k: v for k, v in self.method_options.items() if k in fields}
 
     def dpc_options(self) -> dict[str, dict[str, Any]]:
         """DPC's stage-2 settings, ``o = {"wrapper": {weight_base, weight_new}, "objective": {top_k}}``, for

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from . import kgcoop, promptsrc
+from .maple import RECIPES as MAPLE_RECIPES
 from .promptkd import PROMPTKD_RECIPES
 from .recipe import Recipe
 
@@ -113,7 +114,7 @@ GA2_HMDB = GA2_RECIPE.replace(
     notes="HMDB51: solver.lr 4e-2 x clip_ratio 0.1 = 4e-3; otherwise as ga2. " + _GA2_NOTES)
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (COOP_RECIPE, COOP_EP50, DPC_RECIPE, *DPC_COOP, IVLP_VIFI, GA2_RECIPE,
-                                                  GA2_HMDB, *promptsrc.RECIPES, *kgcoop.RECIPES,
+                                                  GA2_HMDB, *MAPLE_RECIPES, *promptsrc.RECIPES, *kgcoop.RECIPES,
                                                   *PROMPTKD_RECIPES)}
 
 

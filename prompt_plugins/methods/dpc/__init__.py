@@ -14,13 +14,14 @@ from .config import MODES, DPCLoadOptions, DPCOptions, DPCSection
 from .dataset_index import build_class_index
 from .dual import DualPrompt
 from .foreign import ForeignDualWrapper, foreign_prompt_names
-from .model import build_dpc, load_dpc
+from .model import build_dpc, dpc_option_types, load_dpc
 from .objective import HardNegativeBatch, HardNegativeOptimizer
 from .prompted import PromptedDualWrapper
 from .wrapper import DualPromptWrapper
 
 register_method("dpc", build_dpc, load_dpc, "DPC: frozen backbone prompt + parallel prompt for base classes",
-                options=(PromptedOptions, SoftPromptConfig, DPCOptions), load_options=(PromptedOptions, DPCLoadOptions))
+                options=(DPCOptions, PromptedOptions, SoftPromptConfig), load_options=(PromptedOptions, DPCLoadOptions),
+                options_for=dpc_option_types)
 
 __all__ = ["DualPromptWrapper", "PromptedDualWrapper", "ForeignDualWrapper", "DualPrompt", "HardNegativeOptimizer",
            "HardNegativeBatch", "build_class_index", "foreign_prompt_names", "DPCOptions", "DPCSection", "MODES"]

@@ -23,12 +23,15 @@ class DPCOptions(Config):
 
     base_classes: names or indices of the base classes (None: every class); weight_base: w_b in (0, 1]
     (paper default 0.2); weight_new: w_n in [0, 1] (0: new classes use the backbone prompt P exactly);
-    mode: the parametrisation: "released" (what the released code trains), "converse" or "paper"."""
+    mode: the parametrisation: "released" (what the released code trains), "converse" or "paper";
+    backbone (``wrap`` only): the registered method whose prompts DPC dualises ("coop", "ivlp", "maple", ...);
+    ``wrap`` then takes that method's options."""
 
     base_classes: Any = None
     weight_base: float = 0.2
     weight_new: float = 0.0
     mode: str = "released"
+    backbone: str = "coop"
 
     def check(self) -> None:
         self.weight_base, self.weight_new = check_weights(self.weight_base, self.weight_new)

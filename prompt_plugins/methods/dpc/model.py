@@ -6,20 +6,34 @@ from typing import Any, Sequence
 from torch import Tensor
 
 from ...checkpoint import AdapterConfig
+from ...config import Config
 from ...errors import CheckpointError, ConfigError
-from ...model import PromptedOptions
-from ...prompts import SoftPromptConfig
-from ...registry import Target
-from ..coop.model import build_coop, load_prompted
+from ...model import PromptedCLIP
+from ...registry import METHODS, Target, get_method
 from .config import DPCOptions, DPCSection
 from .wrapper import DualPromptWrapper
 
 
-def build_dpc(target: Target, classnames: Sequence[str], options: PromptedOptions, prompt: SoftPromptConfig,
-              dpc: DPCOptions) -> DualPromptWrapper:
-    """A SoftPrompt (CoOp/IVLP options) wrapped with DPC: ``base_classes``, ``weight_base``, ``weight_new``,
-    ``mode`` (``DPCOptions``)."""
-    prompted = build_coop(target, classnames, options, prompt)
+def backbone_method(name: Any):
+    """The registered method DPC is built over (``backbone=``): any method whose ``wrap`` returns a ``PromptedCLIP``;
+    DPC itself is refused."""
+    if not isinstance(name, str) or name not in METHODS or name == "dpc":
+        known = sorted(m for m in METHODS if m != "dpc")
+        raise ConfigError(f"backbone={name!r} is not a method DPC can be built over: use one of {known}")
+    return get_method(name)
+
+
+def dpc_option_types(options: dict[str, Any]) -> tuple[type[Config], ...]:
+    """``wrap(method="dpc", backbone=...)``'s option configs: DPC's own, then the backbone method's."""
+    return (DPCOptions, *backbone_method(options.get("backbone", DPCOptions.backbone)).options)
+
+
+def build_dpc(target: Target, classnames: Sequence[str], dpc: DPCOptions, *backbone: Config) -> DualPromptWrapper:
+    """The backbone method (``dpc.backbone``, default "coop", built with its own options) wrapped with DPC:
+    ``base_classes``, ``weight_base``, ``weight_new``, ``mode`` (``DPCOptions``)."""
+    prompted = backbone_method(dpc.backbone).build(target, classnames, *backbone)
+    if not isinstance(prompted, PromptedCLIP):  # pragma: no cover - every registered backbone builds one
+        raise ConfigError(f"backbone={dpc.backbone!r} does not build a PromptedCLIP; DPC cannot be built over it")
     return DualPromptWrapper(prompted, dpc.base_classes, dpc.weight_base, dpc.weight_new, dpc.mode)
 
 
@@ -53,7 +67,7 @@ def load_dpc(target: Target, config: AdapterConfig, state: dict[str, Tensor], cl
             if f"dpc.P.{n}" not in state:
                 raise CheckpointError(f"DPC checkpoint lacks the backbone prompt tensor 'dpc.P.{n}'")
             inner_state[f"prompt.{n}"] = state[f"dpc.P.{n}"]
-        prompted = load_prompted(target, inner, inner_state, names, options)
+        prompted = backbone_method(inner.method).load(target, inner, inner_state, names, options)
         wrapper = DualPromptWrapper(prompted, base_classes, prompt_names=dpc.tensors, **weights)
     wrapper.load_adapter_state_dict(state)
     return wrapper

@@ -2,7 +2,7 @@
 trainable parameters, the random generators and per-epoch state a checkpoint must carry.
 
 One module per method family registers its builder (``register_objective``): ``cross_entropy.py`` (coop, ivlp,
-ga2), ``dpc.py``, ``promptsrc.py``, ``kgcoop.py``, ``promptkd.py``. ``base.py`` holds ``Objective``,
+maple, ga2), ``dpc.py``, ``promptsrc.py``, ``kgcoop.py``, ``promptkd.py``. ``base.py`` holds ``Objective``,
 ``ObjectiveInputs`` and the recipe helpers.
 """
 from . import cross_entropy, dpc, kgcoop, promptkd, promptsrc  # noqa: F401  (register the builders)

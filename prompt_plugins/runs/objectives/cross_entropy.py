@@ -1,4 +1,4 @@
-"""coop / ivlp / ga2: cross-entropy over the base classes; ga2 also the hard prompt (a file, or an adapter folder
+"""coop / ivlp / maple / ga2: cross-entropy over the base classes; ga2 also the hard prompt (a file, or an adapter folder
 whose ``prompt.ctx`` is used) and the attribute-anchor KL (``AttributeAnchorLoss``, ``anchor_kl``) on
 ``anchor_clips_per_step`` unlabelled anchor clips per step when anchors are given."""
 from __future__ import annotations
@@ -30,7 +30,7 @@ def hard_prompt_file(path: str) -> str:
 
 
 def cross_entropy(inputs: ObjectiveInputs) -> Objective:
-    """coop / ivlp / ga2: cross-entropy over the base classes (+ GA2's anchor term)."""
+    """coop / ivlp / maple / ga2: cross-entropy over the base classes (+ GA2's anchor term)."""
     from ...registry import wrap
 
     model, task, recipe, seed, anchors = inputs.model, inputs.task, inputs.recipe, inputs.seed, inputs.anchors
@@ -78,3 +78,4 @@ def _anchor_term(adapter: nn.Module, anchors: ItemDataset, per_step: int, weight
 register_objective("coop", cross_entropy, "coop")
 register_objective("ivlp", cross_entropy, "ivlp_vifi")
 register_objective("ga2", cross_entropy, "ga2")
+register_objective("maple", cross_entropy, "maple")

@@ -23,7 +23,8 @@ def dpc(inputs: ObjectiveInputs) -> Objective:
     prompted = from_pretrained(model, stage1, classnames=task.classnames)
     if not isinstance(prompted, PromptedCLIP):
         raise ConfigError(f"--from {str(stage1)!r} is a {type(prompted).__name__} adapter; DPC's stage 2 starts from "
-                          "a prompt adapter written by train (coop, ivlp, ga2, promptsrc, kgcoop, promptkd)")
+                          "a prompt adapter written by train (coop, ivlp, maple, ga2, promptsrc, kgcoop, promptkd), "
+                          "not a DPC one")
     wrapper = DualPromptWrapper(prompted, task.base_names, **recipe.dpc_options()["wrapper"])
     top_k = min(recipe.top_k, len(task.base) - 1)
     g = torch.Generator().manual_seed(mix_seed(seed, 0xD9C))
