@@ -116,7 +116,7 @@ def test_cli_convert_with_keep_towers(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "run"), str(tmp_path / "a"), "--keep-towers", "--classnames",
                  str(names)]) == 0
     out = capsys.readouterr().out
-    assert "(promptsrc)" in out and "kept (tower.*)" in out
+    assert "(promptsrc)" in out and "kept with the adapter (tower.*)" in out
     assert main(["convert", str(tmp_path / "run"), str(tmp_path / "b")]) == 0
     assert "--keep-towers keeps them" in capsys.readouterr().out
 

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     towers = report.get("towers")
     if isinstance(towers, dict) and towers.get("summary"):
         print(f"  the file's frozen towers ({len(towers['summary'])} tensors): "
-              + ("kept with the adapter" if towers.get("kept") else
+              + ("kept with the adapter (tower.*)" if towers.get("kept") else
                  "not kept (loading warns if they differ from your CLIP's; --keep-towers keeps them)"))
     return 0
 

@@ -22,7 +22,7 @@ PREFIX_KEY, SUFFIX_KEY = "prompt_learner.token_prefix", "prompt_learner.token_su
 RUN_FOLDERS = ("MultiModalPromptLearner", "VLPromptLearner")
 #: what each released trainer's state dict is told apart by (``released_format``)
 FORMAT_NAMES = {"maple": "MaPLe (MultiModalPromptLearner)", "ivlp": "IVLP (VLPromptLearner)",
-                "promptsrc": "PromptSRC", "promptkd": "PromptKD (student)"}
+                "promptsrc": "PromptSRC", "promptkd": "PromptKD (student)", "promptkd_dpc": "PromptKD+DPC (DPC's stage 2)"}
 
 
 @dataclass
@@ -39,14 +39,16 @@ class ReleasedImportOptions(Config):
 def released_format(state: dict[str, Tensor]) -> str | None:
     """The released trainer that wrote this full-model state: "maple" (``proj`` / compound prompts), "promptsrc"
     (IVLP keys plus the frozen ``ZS_image_encoder``), "promptkd" (a student: ``VPT_image_trans``, no text
-    context), "ivlp" (``prompt_learner.ctx`` and none of those), None (none of them)."""
+    context), "promptkd_dpc" (DPC's stage 2 over PromptKD: a text context beside ``VPT_image_trans``), "ivlp"
+    (``prompt_learner.ctx`` and none of those), None (none of them)."""
     if any(k.startswith(("prompt_learner.proj.", "prompt_learner.compound_prompt")) for k in state):
         return "maple"
     if any("ZS_image_encoder" in k for k in state):
         return "promptsrc"
+    projector = any("VPT_image_trans" in k for k in state)
     if "prompt_learner.ctx" not in state:
-        return "promptkd" if any("VPT_image_trans" in k for k in state) else None
-    return "ivlp"
+        return "promptkd" if projector else None
+    return "promptkd_dpc" if projector else "ivlp"
 
 
 def check_format(state: dict[str, Tensor], expected: str, source: Any) -> None:
