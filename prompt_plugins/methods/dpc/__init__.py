@@ -10,13 +10,14 @@ from ...model import PromptedOptions
 from ...prompts import SoftPromptConfig
 from ...registry import register_method
 from . import importer  # noqa: F401  (registers the "dpc" importer)
-from .config import MODES, DPCLoadOptions, DPCOptions, DPCSection
+from .config import MODES, DPCLoadOptions, DPCOptions, DPCSection, DPCStage2Options
 from .dataset_index import build_class_index
 from .dual import DualPrompt
 from .foreign import ForeignDualWrapper, foreign_prompt_names
 from .model import build_dpc, dpc_option_types, load_dpc
 from .objective import HardNegativeBatch, HardNegativeOptimizer
 from .prompted import PromptedDualWrapper
+from .route_view import RouteView
 from .wrapper import DualPromptWrapper
 
 register_method("dpc", build_dpc, load_dpc, "DPC: frozen backbone prompt + parallel prompt for base classes",
@@ -24,4 +25,4 @@ register_method("dpc", build_dpc, load_dpc, "DPC: frozen backbone prompt + paral
                 options_for=dpc_option_types)
 
 __all__ = ["DualPromptWrapper", "PromptedDualWrapper", "ForeignDualWrapper", "DualPrompt", "HardNegativeOptimizer",
-           "HardNegativeBatch", "build_class_index", "foreign_prompt_names", "DPCOptions", "DPCSection", "MODES"]
+           "HardNegativeBatch", "build_class_index", "foreign_prompt_names", "DPCOptions", "DPCSection", "DPCStage2Options", "RouteView", "MODES"]

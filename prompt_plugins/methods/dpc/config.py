@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ...config import Config, check_choice, check_fraction
-from ...errors import ClassNameError
+from ...errors import ClassNameError, ConfigError
 
 #: parametrisations of the parallel prompt (see ``methods/dpc/dual.py``); the first is the default
 MODES = ("released", "converse", "paper")
@@ -38,6 +38,26 @@ class DPCOptions(Config):
         check_choice("mode", self.mode, MODES)
         if isinstance(self.base_classes, str):
             raise ClassNameError(f"base_classes must be a list, got the single string {self.base_classes!r}")
+
+
+@dataclass
+class DPCStage2Options(Config):
+    """What stage 2 optimises beside DPC's hard-negative objective (a DPC recipe's ``method_options``).
+
+    backbone_loss: also run the backbone's own training loss on the base route (its cross-entropy, PromptSRC's
+    self-regulation, KgCoOp's knowledge-guided term) with the parallel prompt; False (default) as both released DPC
+    trainers, which optimise the hard-negative InfoNCE alone (the framework figure draws it "parallel to other
+    backbone losses", unreleased for MaPLe / PromptSRC). backbone_loss_weight: its weight."""
+
+    backbone_loss: bool = False
+    backbone_loss_weight: float = 1.0
+
+    def check(self) -> None:
+        if not isinstance(self.backbone_loss, bool):
+            raise ConfigError(f"backbone_loss must be true or false, got {self.backbone_loss!r}")
+        if not isinstance(self.backbone_loss_weight, (int, float)) or isinstance(self.backbone_loss_weight, bool) \
+                or not self.backbone_loss_weight >= 0:
+            raise ConfigError(f"backbone_loss_weight must be a number >= 0, got {self.backbone_loss_weight!r}")
 
 
 @dataclass

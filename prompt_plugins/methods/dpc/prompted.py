@@ -13,6 +13,7 @@ from ...errors import ConfigError
 from ...model import PromptedCLIP
 from ...prompts.base import Prompts
 from .dual import Route
+from .route_view import RouteView
 from .wrapper import DualPromptWrapper
 
 
@@ -110,6 +111,13 @@ class PromptedDualWrapper(DualPromptWrapper):
         base = self.target.logits(self.encode_image(images, route="base"), text)
         new = self.target.logits(self.encode_image(images, route="new"), text)
         return torch.where(is_base[None, :], base, new)
+
+    def route_view(self, route: Route = "base") -> RouteView:
+        """The target seen through ``route`` (see ``route_view.py``): a loss written for a ``PromptedCLIP`` (the
+        backbone's own: CE, PromptSRC's, KgCoOp's, PromptKD's KD) then trains the parallel prompt."""
+        if route not in ("base", "new"):
+            raise ConfigError(f"route={route!r} is unknown: use 'base' or 'new'")
+        return RouteView(self, route)
 
     @torch.no_grad()
     def backbone_logits(self, images: Tensor, classes: Any = None) -> Tensor:

@@ -39,10 +39,16 @@ class IVLPOptions(SoftPromptConfig):
 
 def build_ivlp(target: Target, classnames: Sequence[str], options: PromptedOptions, ivlp: IVLPOptions) -> PromptedCLIP:
     """IVLP prompts (``IVLPOptions``) on the target's model."""
+    return ivlp_prompted(target, classnames, options, ivlp, "ivlp")
+
+
+def ivlp_prompted(target: Target, classnames: Sequence[str], options: PromptedOptions, ivlp: IVLPOptions,
+                  method: str) -> PromptedCLIP:
+    """A ``PromptedCLIP`` of IVLP prompts saved as ``method`` (PromptSRC's prompts are IVLP's with 4+4 tokens)."""
     names = check_classnames(classnames)
     words = split_ctx_init(target.tokenizer, ivlp.n_ctx, ivlp.ctx_init, ivlp.ctx_init_rule)
     depth = ivlp.depth if ivlp.depth is not None else min(IVLP_DEPTH, target.backend.text_layers)
     soft = {k: v for k, v in ivlp.to_dict().items() if k in SoftPromptConfig.field_names()}
     config = SoftPromptConfig(**{**soft, "n_ctx": words.n_ctx, "ctx_init": words.learned, "depth": depth})
     module = SoftPrompt.build(target.backend, target.tokenizer, config, n_classes=len(names))
-    return prompted_clip(target, names, module, "ivlp", options.replace(template=words.template(options.template)))
+    return prompted_clip(target, names, module, method, options.replace(template=words.template(options.template)))

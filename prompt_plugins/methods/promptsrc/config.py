@@ -7,22 +7,20 @@ from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
 from ...config import Config, check_number, split_options
-from ...prompts import SoftPromptConfig
+from ..ivlp.model import IVLPOptions
 
 KL_REDUCTIONS = ("released", "batchmean")
 
 
 @dataclass
-class PromptSRCPromptConfig(SoftPromptConfig):
-    """The prompt of ``wrap(method="promptsrc")``: ``SoftPromptConfig`` with PromptSRC's released shape as the
-    defaults (4 text + 4 visual tokens, depth 9 in both towers, text context initialised from "a photo of a";
+class PromptSRCPromptConfig(IVLPOptions):
+    """The prompt of ``wrap(method="promptsrc")``: IVLP's options with PromptSRC's released shape as the defaults
+    (4 text + 4 visual tokens, depth 9 in both towers capped by the model, text context initialised from "a photo of
+    a" by the released rule, which learns all four tokens;
     ``muzairkhattak/PromptSRC@bb95c77:configs/trainers/PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml``)."""
 
     n_ctx: int | None = 4
-    ctx_init: str | None = "a photo of a"
-    depth: int = 9
     n_visual_ctx: int = 4
-    visual_depth: int | None = 9
 
 
 @dataclass

@@ -54,12 +54,15 @@ class ObjectiveInputs:
 class ObjectiveSpec:
     """A method's builder, the recipe it trains with unless ``--recipe`` names another, an optional check of the
     effective recipe run before any work (e.g. its ``method_options`` against the method's typed configs), and which
-    items it trains on (``items(splits, task, recipe)``; None: the task's few-shot base set)."""
+    items it trains on (``items(splits, task, recipe)``; None: the task's few-shot base set), and its training loss
+    as a term on any ``PromptedCLIP``-like model (``term(model, task, recipe) -> loss(x, y, epoch)``): DPC's stage 2
+    runs it on the parallel prompt's route when asked (``DPCStage2Options.backbone_loss``)."""
 
     build: Callable[[ObjectiveInputs], Objective]
     default_recipe: str
     check_recipe: Callable[[Recipe], None] | None = None
     items: Callable[[Any, Task, Recipe], list[Any]] | None = None
+    term: Callable[[Any, Task, Recipe], Callable[[Tensor, Tensor, int], Tensor]] | None = None
 
 
 OBJECTIVES: dict[str, ObjectiveSpec] = {}
@@ -67,8 +70,10 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {}
 
 def register_objective(method: str, build: Callable[[ObjectiveInputs], Objective], default_recipe: str, *,
                        check_recipe: Callable[[Recipe], None] | None = None,
-                       items: Callable[[Any, Task, Recipe], list[Any]] | None = None) -> None:
-    OBJECTIVES[method] = ObjectiveSpec(build, default_recipe, check_recipe, items)
+                       items: Callable[[Any, Task, Recipe], list[Any]] | None = None,
+                       term: Callable[[Any, Task, Recipe], Callable[[Tensor, Tensor, int], Tensor]] | None = None
+                       ) -> None:
+    OBJECTIVES[method] = ObjectiveSpec(build, default_recipe, check_recipe, items, term)
 
 
 def training_items(method: str, splits: Any, task: Task, recipe: Recipe) -> list[Any]:

@@ -4,7 +4,7 @@ whose ``prompt.ctx`` is used) and the attribute-anchor KL (``AttributeAnchorLoss
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -50,11 +50,19 @@ def cross_entropy(inputs: ObjectiveInputs) -> Objective:
     elif recipe.method == "ga2":
         notes.append("ga2: no --anchors given: training without the attribute-anchor term")
 
+    ce = ce_term(adapter, task, recipe)
+
     def loss(x: Tensor, y: Tensor, epoch: int) -> Tensor:
-        value = F.cross_entropy(adapter(x, base), y)
+        value = ce(x, y, epoch)
         return value if anchor_term is None else value + anchor_term(epoch, x.device)
 
     return Objective(adapter, loss, adapter.trainable_parameters, generators, notes)
+
+
+def ce_term(model: Any, task: Task, recipe: Any) -> Callable[[Tensor, Tensor, int], Tensor]:
+    """Cross-entropy of ``model(x, base classes)`` (GA2's anchor term is not part of it: it needs the anchors)."""
+    base = check_base_labels(task)
+    return lambda x, y, epoch: F.cross_entropy(model(x, base), y)
 
 
 def _anchor_term(adapter: nn.Module, anchors: ItemDataset, per_step: int, weight: float, task: Task, seed: int,
@@ -75,7 +83,7 @@ def _anchor_term(adapter: nn.Module, anchors: ItemDataset, per_step: int, weight
     return value
 
 
-register_objective("coop", cross_entropy, "coop")
-register_objective("ivlp", cross_entropy, "ivlp_vifi")
-register_objective("ga2", cross_entropy, "ga2")
-register_objective("maple", cross_entropy, "maple")
+register_objective("coop", cross_entropy, "coop", term=ce_term)
+register_objective("ivlp", cross_entropy, "ivlp_vifi", term=ce_term)
+register_objective("ga2", cross_entropy, "ga2", term=ce_term)
+register_objective("maple", cross_entropy, "maple", term=ce_term)

@@ -4,6 +4,8 @@ and frozen image features + the KL to the frozen logits) and its Gaussian prompt
 last epoch the adapter holds the aggregated prompts, which is what is saved."""
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from torch import Tensor
 
 from ...recipes import Recipe
@@ -18,7 +20,6 @@ def promptsrc(inputs: ObjectiveInputs) -> Objective:
     model, task, recipe, seed = inputs.model, inputs.task, inputs.recipe, inputs.seed
     losses, gpa_config = method_configs(recipe.method_options, where=f"recipe {recipe.name!r} method_options")
     adapter = seeded(seed, lambda: wrap(model, task.classnames, **recipe.wrap_options()))
-    base = check_base_labels(task)
     term = PromptSRCLoss(losses)
     notes = [f"promptsrc: text {losses.text_weight:g} / image {losses.image_weight:g} / KL {losses.kl_weight:g} "
              f"({losses.kl_reduction}); frozen text target over {len(term.targets.templates)} templates"]
@@ -31,10 +32,18 @@ def promptsrc(inputs: ObjectiveInputs) -> Objective:
     else:
         notes.append("promptsrc: GPA off (gpa=false): the last epoch's prompts are saved")
 
-    def loss(x: Tensor, y: Tensor, epoch: int) -> Tensor:
-        return term.from_model(adapter, x, y, classes=base)
+    return Objective(adapter, promptsrc_term(adapter, task, recipe, term), adapter.trainable_parameters, {}, notes,
+                     end_epoch=end_epoch, stateful=stateful)
 
-    return Objective(adapter, loss, adapter.trainable_parameters, {}, notes, end_epoch=end_epoch, stateful=stateful)
+
+def promptsrc_term(model: Any, task: Any, recipe: Recipe, term: Any = None) -> Callable[[Tensor, Tensor, int], Tensor]:
+    """PromptSRC's loss (CE + the self-regulating terms) of ``model`` over the base classes; no aggregation."""
+    from ...methods.promptsrc import PromptSRCLoss, method_configs
+
+    if term is None:
+        term = PromptSRCLoss(method_configs(recipe.method_options, where=f"recipe {recipe.name!r} method_options")[0])
+    base = check_base_labels(task)
+    return lambda x, y, epoch: term.from_model(model, x, y, classes=base)
 
 
 def check_recipe(recipe: Recipe) -> None:
@@ -44,4 +53,4 @@ def check_recipe(recipe: Recipe) -> None:
     method_configs(recipe.method_options, where=f"recipe {recipe.name!r} method_options")
 
 
-register_objective("promptsrc", promptsrc, "promptsrc", check_recipe=check_recipe)
+register_objective("promptsrc", promptsrc, "promptsrc", check_recipe=check_recipe, term=promptsrc_term)
