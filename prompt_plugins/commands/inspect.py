@@ -35,7 +35,7 @@ def run_folder(path: Path) -> int:
             print(f"  mixed (--allow-mixed): seeds {entry['seeds']}: {'; '.join(entry['differences'])}")
     else:
         print(f"  no {RUN_RECORD} (written before run records); the seeds' own 'run' sections:")
-    resume = None
+    resume = []
     for seed, folder in seeds.items():
         state, epoch = seed_state(folder)
         if state == "finished":
@@ -43,14 +43,16 @@ def run_folder(path: Path) -> int:
             run = read_record(config, str(folder / "adapter_config.json"))
             detail = f"finished: {run.method}, {run.epochs} epochs, {run.shots} shots" if run else "finished"
         elif state == "interrupted":
-            detail, resume = f"interrupted at epoch {epoch if epoch is not None else '?'}", True
+            detail = f"interrupted at epoch {epoch if epoch is not None else '?'}"
         else:
-            detail, resume = "empty: no epoch finished", True
+            detail = "empty: no epoch finished"
         print(f"  seed {seed}: {detail}")
+        if state != "finished":
+            resume.append(seed)
     if not seeds:
         print("  no seed folders")
-    if resume:
-        print(f"  continue with: {resume_command(record or {}, path)}")
+    for seed in resume:
+        print(f"  continue seed {seed} with: {resume_command(record or {}, path, seed)}")
     return 0
 
 

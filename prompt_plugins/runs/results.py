@@ -224,7 +224,7 @@ def adapter_folders(paths: list[str]) -> tuple[list[str], list[str]]:
                 detail = f"interrupted after epoch {epoch}" if epoch else "no epoch of it finished"
                 alone = f", or pass the finished seeds alone (--adapter {' '.join(found)})" if found else ""
                 raise ConfigError(f"--adapter {p!r}: seed {seed} is unfinished ({detail}); finish it with: "
-                                  f"{resume_command(read_run_record(path) or {}, p)}{alone}")
+                                  f"{resume_command(read_run_record(path) or {}, p, seed)}{alone}")
             if not found:
                 raise ConfigError(f"--adapter {p!r} is neither an adapter folder (with {CONFIG_NAME}) nor a run folder "
                                   "with seed*/ adapters")

@@ -99,7 +99,7 @@ def _short(value: Any) -> str:
     if isinstance(value, list) and len(value) > 3:
         return f"{len(value)} names" if all(isinstance(v, str) for v in value) else f"{len(value)} values"
     text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if isinstance(value, str) or len(text) <= 80 else text[:77] + "..."  # paths in full
 
 
 def differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
@@ -156,7 +156,7 @@ def check_run_folder(plan: Any, settings: dict[str, Any], new_seeds: list[int]) 
     others = [s for s, folder in seed_folders(run).items() if s not in new_seeds and seed_state(folder)[0] != "empty"]
     recorded, source = reference(run, others) if others else (None, "")
     record = {"version": RUN_RECORD_VERSION, **settings, "recipe_name": settings["recipe"].get("name"),
-              "overrides": dict(plan.overrides), "command": command_line(plan.command), "mixed": []}
+              "overrides": dict(plan.overrides), "commands": {}, "mixed": []}
     notes = []
     if recorded is not None:
         derived = "version" not in recorded
@@ -177,8 +177,9 @@ def check_run_folder(plan: Any, settings: dict[str, Any], new_seeds: list[int]) 
             record["mixed"] = list(record.get("mixed") or []) + [{"seeds": list(new_seeds), "differences": diffs}]
             notes.append(f"--allow-mixed: seeds {new_seeds} differ from {source} ({'; '.join(diffs[:3])}); recorded "
                          f"in {run / RUN_RECORD}")
-        elif not derived:
-            return notes
+    if plan.command is not None:  # the command each seed was started by: what its --resume hint repeats
+        started = {str(s): command_line(plan.command) for s in new_seeds}
+        record["commands"] = {**(record.get("commands") or {}), **started}
     run.mkdir(parents=True, exist_ok=True)
     write_atomic(run / RUN_RECORD, (json.dumps(record, indent=2) + "\n").encode())
     return notes
@@ -188,12 +189,13 @@ def command_line(argv: list[str] | None) -> str | None:
     return None if argv is None else shlex.join(["prompt-plugins", *argv])
 
 
-def resume_command(plan_or_record: Any, out: str | Path) -> str:
-    """The command that continues an interrupted run: the ``train`` command recorded (without ``--overwrite`` /
-    ``--stop-after``, with ``--resume``), else a template naming ``--out``."""
+def resume_command(plan_or_record: Any, out: str | Path, seed: int | None = None) -> str:
+    """The command that continues an interrupted seed: the ``train`` command that started it (a plan's, or the one
+    ``run.json`` records for ``seed``) without ``--overwrite`` / ``--stop-after``, with ``--resume``; else a
+    template naming ``--out``."""
     argv = getattr(plan_or_record, "command", None)
     if isinstance(plan_or_record, dict):
-        text = plan_or_record.get("command")
+        text = (plan_or_record.get("commands") or {}).get(str(seed))
         argv = shlex.split(text)[1:] if text else None
     if not argv:
         return f"prompt-plugins train <the same arguments> --out {shlex.quote(str(out))} --resume"

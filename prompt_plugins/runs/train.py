@@ -129,7 +129,7 @@ def check_task(plan: TrainPlan, task: Task) -> None:
     if len(task.base) < 2:
         raise ConfigError(f"{task.dataset} has {len(task.classnames)} classes, so {len(task.base)} base class: "
                           "cross-entropy over one class is 0 whatever the prompt, and training would change nothing; "
-                          "base-to-new training needs at least 2 base classes (at least 4 classes in the data set)")
+                          "base-to-new training needs at least 2 base classes (3 classes or more in the data set)")
     if plan.frames is not None and task.kind != "video":
         raise ConfigError(f"--frames is for video data sets; {task.dataset} holds images: drop --frames")
 
