@@ -146,7 +146,8 @@ def evaluate_adapters(plan: EvalPlan) -> list[dict[str, Any]]:
     for job in jobs:  # every backbone loaded and checked before any evaluation
         if job.backbone not in models:
             model = load_backbone(job.backbone, plan.backbone_base)
-            models[job.backbone] = model.to(device), identify(job.backbone, model)
+            used = identify(job.backbone, model)  # on the CPU, as train fingerprints it
+            models[job.backbone] = model.to(device), used
         check_job_backbone(job, models[job.backbone][1])
     results = []
     for job in jobs:
