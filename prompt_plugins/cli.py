@@ -23,11 +23,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed: train records it (and its --resume hint)
     try:
         return int(args.func(args) or 0)
     except (PromptPluginsError, OSError) as exc:  # OSError: a file system refusal (permissions, disk full)
         print(f"prompt-plugins {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C: one line (train says where it stopped), not a traceback
+        print(f"prompt-plugins {args.command}: {exc or 'interrupted'}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

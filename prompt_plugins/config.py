@@ -94,6 +94,11 @@ class Config:
         unknown = sorted(set(data) - set(cls.field_names()))
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {unknown} for {cls.__name__}; known: {sorted(cls.field_names())}")
+        missing = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in data
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:  # dataclass __init__ would raise a bare TypeError
+            raise ConfigError(f"{where}: missing field{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} "
+                              f"({cls.__name__} needs it); the file was edited or written by another version")
         try:
             return cls(**data)
         except ConfigError as exc:

@@ -47,9 +47,11 @@ def as_tokenizer(obj: Any) -> Tokenizer:
 
 
 def normalize_classname(name: str) -> str:
-    """What a CLIP tokenizer sees of a class name: Unicode NFKC, case folded, whitespace runs collapsed and
-    stripped (``"Red  Circle "`` and ``"red circle"`` give identical prompts)."""
-    return " ".join(unicodedata.normalize("NFKC", name).split()).casefold()
+    """What a CLIP tokenizer sees of a class name: Unicode NFKC, invisible format characters dropped (a byte-order
+    mark, zero-width spaces), case folded, whitespace runs collapsed and stripped (``"Red  Circle "``,
+    ``"\ufeffred circle"`` and ``"red circle"`` give identical prompts)."""
+    text = "".join(c for c in unicodedata.normalize("NFKC", name) if unicodedata.category(c) != "Cf")
+    return " ".join(text.split()).casefold()
 
 
 def check_classnames(classnames: Sequence[str], what: str = "classnames") -> list[str]:
@@ -72,9 +74,9 @@ def check_classnames(classnames: Sequence[str], what: str = "classnames") -> lis
     for i, name in enumerate(names):
         if not isinstance(name, str):
             raise ClassNameError(f"class name #{i} is {type(name).__name__}, not str: {name!r}")
-        if not name.strip():
-            raise ClassNameError(f"class name #{i} is blank")
         key = normalize_classname(name)
+        if not key:
+            raise ClassNameError(f"class name #{i} is blank{'' if not name.strip() else f' ({name!r}: invisible characters only)'}")
         if key in seen:
             j = seen[key]
             if names[j] == name:

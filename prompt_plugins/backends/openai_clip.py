@@ -1,6 +1,7 @@
 """Backend for OpenAI's ``clip.model.CLIP`` (ViT visual tower; transformer blocks run LND).
 
-Never imports ``clip``: the user's model object is enough. The default tokenizer is the
+Never imports ``clip`` to drive a model: the user's model object is enough (``import_clip`` is for the modules
+that build one). The default tokenizer is the
 ``clip`` package's ``simple_tokenizer.py`` loaded as a standalone module (it needs only
 ftfy and regex), so torchvision is not imported; open_clip's identical tokenizer is the
 fallback.
@@ -16,6 +17,19 @@ from torch import Tensor, nn
 
 from ..errors import UnsupportedModelError
 from .base import Backend, ResidualCLIP, Tokenizer
+
+
+def import_clip() -> Any:
+    """The ``clip`` package (for the modules that build or load OpenAI CLIP models), imported without the
+    deprecation warning its ``from pkg_resources import packaging`` prints (three lines on every command); any other
+    warning, from clip or elsewhere, still shows. ``ImportError`` when it is not installed."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=DeprecationWarning)
+        import clip
+    return clip
 
 
 @lru_cache(maxsize=1)

@@ -3,6 +3,7 @@ seeds, HM of the means, the average over data sets) as Markdown, CSV and an opti
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -20,13 +21,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from ..files import write_atomic
     from ..runs.plan import check_writable
-    from ..runs.report import aggregate, load_results, save_plot, to_csv, to_markdown
+    from ..runs.report import aggregate, check_plot, load_results, save_plot, to_csv, to_markdown
 
+    if args.plot:
+        check_plot(args.plot)
     for flag, value in (("--markdown", args.markdown), ("--csv", args.csv), ("--plot", args.plot)):
         if value:
             check_writable(Path(value).parent, flag)
-    results = load_results(args.results)
-    rows = aggregate(results)
+    notes: list[str] = []
+    results = load_results(args.results, notes)
+    rows = aggregate(results, notes)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     table = to_markdown(rows)
     print(f"{len(results)} results: {len({r.method for r in rows})} method(s) on {len({r.dataset for r in rows})} "
           "data set(s); means over seeds, HM of the means\n")

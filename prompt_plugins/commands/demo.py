@@ -44,9 +44,32 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def check_selection(args: argparse.Namespace) -> None:
+    """``--seeds`` distinct (a repeat would run and average one seed twice); ``--methods`` that ``--no-video``
+    leaves nothing of is named as such; ``--plot`` checked before the demo runs."""
+    repeated = sorted({s for s in args.seeds if args.seeds.count(s) > 1})
+    if repeated:
+        raise ConfigError(f"--seeds {' '.join(map(str, args.seeds))} repeats seed(s) {repeated}: each seed would run "
+                          "and count twice in the means; pass distinct seeds, e.g. --seeds 1 2 3")
+    if args.methods and args.no_video:
+        from ..demo import RUNNERS
+
+        video_only = sorted(m for m in set(args.methods) if any(r.name == m for r in RUNNERS)
+                            and all(r.task == "video" for r in RUNNERS if r.name == m))
+        if video_only:
+            raise ConfigError(f"--no-video skips the video task, and with it {video_only} (video methods only): drop "
+                              "--no-video, or select image methods "
+                              f"({sorted({r.name for r in RUNNERS if r.task != 'video'})})")
+    if args.plot:
+        from ..runs.report import check_plot
+
+        check_plot(args.plot)
+
+
 def main(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
+    check_selection(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     run_demo(world=args.world, overrides=_parse_set(args.set), seeds=args.seeds, methods=args.methods,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ._args import add_data_arguments
@@ -33,7 +34,10 @@ def main(args: argparse.Namespace) -> int:
 
     if args.json:
         check_writable(Path(args.json).parent, "--json")
-    plan = EvalPlan(adapters=adapter_folders(args.adapter or []), dataset=args.dataset, root=args.root,
+    adapters, notes = adapter_folders(args.adapter or [])
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    plan = EvalPlan(adapters=adapters, dataset=args.dataset, root=args.root,
                     splits=args.splits, classnames=args.classnames, backbone=args.backbone,
                     backbone_base=args.backbone_base, shots=args.shots, seed=args.seed, frames=args.frames,
                     device=args.device, workers=args.workers, threads=args.threads, batch_size=args.batch_size,

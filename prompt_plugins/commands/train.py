@@ -44,12 +44,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--hard-prompt", metavar="FILE", help="ga2: the hard prompt (checkpoint, .safetensors or adapter)")
     m.add_argument("--anchors", metavar="DIR|SPLITFILE", help="ga2: unlabelled anchor clips (a folder or a list)")
     m.add_argument("--anchors-root", metavar="DIR", help="ga2: the folder a --anchors list's paths are relative to")
-    m.add_argument("--anchor-weight", type=float, default=1.0, help="ga2: weight of the anchor term (default 1)")
+    m.add_argument("--anchor-weight", type=float, help="ga2: weight of the anchor term (default 1)")
     m.add_argument("--teacher", metavar="RUN_OR_ADAPTER", help="promptkd: the teacher run (RUN/seed{N}) or adapter")
     m.add_argument("--teacher-backbone", metavar="SPEC", help="promptkd: the teacher's CLIP, as --backbone (default: "
                    "another copy of --backbone)")
     p.add_argument("--resume", action="store_true", help="continue interrupted seeds, skip finished ones")
     p.add_argument("--overwrite", action="store_true", help="replace adapters already in RUN/seed{N}/")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="add seeds to a RUN whose run.json records other settings (recorded there); default: refuse")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: stop as if killed after N epochs
     p.add_argument("--steps", help=argparse.SUPPRESS)  # gone: named in a clear error (main)
@@ -74,7 +76,8 @@ def main(args: argparse.Namespace) -> int:
                      anchors=args.anchors, anchors_root=args.anchors_root, anchor_weight=args.anchor_weight,
                      backbone_base=args.backbone_base, teacher=args.teacher, teacher_backbone=args.teacher_backbone,
                      device=args.device, workers=args.workers, threads=args.threads,
-                     resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, stop_after=args.stop_after)
+                     resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, stop_after=args.stop_after,
+                     allow_mixed=args.allow_mixed, command=getattr(args, "argv", None))
     try:
         train(plan)
     except Stopped as stop:

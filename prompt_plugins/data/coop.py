@@ -114,7 +114,7 @@ def read_coop(name: str, root: str | Path) -> Splits:
                     f"--root must be the folder holding {layout.dataset_dir}/ (CoOp's $DATA; see its DATASETS.md)")
     if layout.layout == "imagenet":
         splits = read_image_folder(layout.name, base / layout.image_dir, train="train", test="val", val=None,
-                                   classnames=base / "classnames.txt")
+                                   classnames=base / "classnames.txt", exact_classnames=False)
         splits.source["classnames"] = str(base / "classnames.txt")
         return splits
     return _fgvc(layout, base) if layout.layout == "fgvc" else _json_split(layout, base)

@@ -7,20 +7,28 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError
-from .splits import IMAGE_EXTS, VIDEO_EXTS, Item, Splits, checked_classnames, need_dir, need_file, sample_kind
+from .splits import (IMAGE_EXTS, VIDEO_EXTS, Item, Splits, checked_classnames, need_dir, need_file, read_text,
+                     sample_kind)
 
 
 def read_folder_classnames(path: Path) -> dict[str, str]:
     """ImageNet's ``classnames.txt``: ``<folder> <class name words>`` per line -> {folder: name}."""
     need_file(path, "class-name file", "it lists '<folder> <class name>' per line (CoOp's ImageNet classnames.txt)")
     out: dict[str, str] = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    lines: dict[str, int] = {}
+    for n, line in enumerate(read_text(path, "class-name file").splitlines(), 1):
         if not line.strip():
             continue
         folder, _, name = line.strip().partition(" ")
         if not name.strip():
             raise ConfigError(f"{path}:{n}: {line!r} has no class name; expected '<folder> <class name>'")
-        out[folder] = name.strip()
+        if folder in lines:  # the last line would win: one class trained under another's name
+            raise ConfigError(f"{path}:{n}: folder {folder!r} is listed twice (lines {lines[folder]} and {n}: "
+                              f"{out[folder]!r} and {name.strip()!r}); keep one '<folder> <class name>' line per folder")
+        out[folder], lines[folder] = name.strip(), n
+    if not out:
+        raise ConfigError(f"class-name file {str(path)!r} is empty; write one '<folder> <class name>' line per class "
+                          "folder")
     return out
 
 
@@ -54,9 +62,11 @@ def read_split_folder(split_dir: Path, labels: dict[str, int]) -> list[Item]:
 
 
 def read_image_folder(name: str, root: Path, *, train: str = "train", test: str = "test", val: str | None = "val",
-                      classnames: Path | None = None) -> Splits:
+                      classnames: Path | None = None, exact_classnames: bool = True) -> Splits:
     """``root/<train>/<class>/*`` and ``root/<test>/<class>/*`` (``<val>`` optional). Class names: the
-    ``classnames`` file (``<folder> <name>`` lines) or the folder names with '_' read as a space."""
+    ``classnames`` file (``<folder> <name>`` lines) or the folder names with '_' read as a space.
+    ``exact_classnames``: a line for a folder the data lacks is an error (False for ImageNet's released
+    ``classnames.txt``, which lists all 1000 classes whatever subset is on disk)."""
     need_dir(root, f"{name} folder", f"expected {root}/{train}/<class>/<items> and {root}/{test}/<class>/<items>")
     train_dir = need_dir(root / train, f"{name} training split", f"create {root / train}/<class>/<items>")
     test_dir = need_dir(root / test, f"{name} test split", f"create {root / test}/<class>/<items>")
@@ -66,6 +76,10 @@ def read_image_folder(name: str, root: Path, *, train: str = "train", test: str 
     if missing:
         raise ConfigError(f"{classnames} has no class name for the folders {missing[:5]}; add a "
                           "'<folder> <class name>' line for each")
+    extra = sorted(set(mapping) - {f.name for f in folders}) if exact_classnames else []
+    if extra:  # a typo in the file, or a class whose folder is missing: the names would vanish silently
+        raise ConfigError(f"{classnames} names folders that {str(train_dir)!r} lacks: {extra[:5]}"
+                          f"{' ...' if len(extra) > 5 else ''}; fix the folder names in the file or add the folders")
     names = [mapping.get(f.name, f.name.replace("_", " ")) for f in folders]
     seen: dict[str, str] = {}
     for f, classname in zip(folders, names):

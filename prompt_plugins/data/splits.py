@@ -59,10 +59,19 @@ def read_json(path: Path, what: str) -> Any:
         raise ConfigError(f"{what} {str(path)!r} is not valid JSON ({exc}); download it again") from None
 
 
+def read_text(path: Path, what: str) -> str:
+    """A UTF-8 text file, a leading byte-order mark dropped (Windows editors write one; read as text it would
+    become part of the first line)."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {str(path)!r} is not UTF-8 text ({exc}); save it as UTF-8") from None
+
+
 def read_classnames(path: str | Path) -> list[str]:
     """One class name per line (blank lines ignored)."""
     path = need_file(Path(path), "class-name file", "pass a text file with one class name per line")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = [line.strip() for line in read_text(path, "class-name file").splitlines() if line.strip()]
     if not names:
         raise ConfigError(f"class-name file {str(path)!r} is empty; write one class name per line")
     return checked_classnames(names, f"class-name file {str(path)!r}")

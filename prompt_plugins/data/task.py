@@ -57,9 +57,16 @@ def read_splits(dataset: str, root: str | Path, *, seed: int = 1, splits_dir: st
                 classnames: str | Path | None = None) -> Splits:
     """The data set ``dataset`` (a CoOp name, a ViFi name or "imagefolder") read from ``root``."""
     key = dataset.lower()
+    vifi = key.replace("-", "_") in VIFI_DATASETS
+    if classnames is not None and key != FOLDER and (vifi or coop_layout(key) is not None):
+        raise ConfigError(f"--classnames is for --dataset {FOLDER}; {dataset} names its classes in its own files "
+                          f"({'the label CSVs' if vifi else 'the split file'}): drop --classnames")
+    if splits_dir is not None and not vifi and (key == FOLDER or coop_layout(key) is not None):
+        raise ConfigError(f"--splits is for the ViFi-CLIP video data sets ({sorted(VIFI_DATASETS)}); {dataset} "
+                          "reads its splits from --root: drop --splits")
     if coop_layout(key) is not None:
         return read_coop(key, root)
-    if key.replace("-", "_") in VIFI_DATASETS:
+    if vifi:
         if splits_dir is None:
             raise ConfigError(f"--dataset {dataset} needs --splits DIR: a ViFi-CLIP checkout holding "
                               "datasets_splits/base2novel_splits/ and labels/")

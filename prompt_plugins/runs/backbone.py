@@ -83,8 +83,10 @@ def backbone_state_dict(path: Path, base: str | None = None) -> dict[str, Tensor
 
 
 def _clip_module() -> Any:
+    from ..backends.openai_clip import import_clip
+
     try:
-        from clip import model as clip_model
+        clip_model = import_clip().model
     except ImportError:
         raise ConfigError("an OpenAI CLIP checkpoint needs the clip package: pip install 'prompt-plugins[openai]'"
                           ) from None
@@ -108,8 +110,9 @@ def build_openai(state: dict[str, Tensor], path: Path) -> nn.Module:
 
 def _openai_release(path: Path) -> nn.Module:
     _clip_module()
-    import clip
+    from ..backends.openai_clip import import_clip
 
+    clip = import_clip()
     try:  # an OpenAI release file (TorchScript archive): clip.load rebuilds the eager model
         model, _ = clip.load(str(path), device="cpu", jit=False)
     except Exception as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,15 +59,28 @@ def check_writable(path: Path, flag: str) -> None:
         probe = probe.parent
     if not probe.is_dir():  # a file on the way: no folder can be created under it (found after training otherwise)
         raise ConfigError(f"{flag} {str(path)!r} cannot be created: {str(probe)!r} is a file; pass another folder")
-    if not os.access(probe, os.W_OK):
-        raise ConfigError(f"{flag} {str(path)!r} is not writable ({str(probe)!r} is not); pass a folder you can "
-                          "write to")
+    probe_writable(probe, f"{flag} {str(path)!r}")
+
+
+def probe_writable(folder: Path, what: str) -> None:
+    """Create and remove a file in ``folder``: the only test that holds for root too (a read-only folder is
+    writable by root, an immutable one or a read-only mount by nobody), before hours of training end in a save
+    that cannot be written."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".write-probe-", dir=folder)
+    except OSError as exc:
+        raise ConfigError(f"{what} is not writable ({str(folder)!r}: {exc.strerror or type(exc).__name__}); pass a "
+                          "folder you can write to, or fix its permissions") from None
+    os.close(fd)
+    os.unlink(name)
 
 
 @dataclass
 class TrainPlan(Config):
     """The ``train`` command line as a typed record (see ``prompt-plugins train --help``). overrides: recipe
-    fields set by flags (``--epochs``, ``--lr``, ..., ``--set``); stop_after: stop after that many epochs (tests)."""
+    fields set by flags (``--epochs``, ``--lr``, ..., ``--set``); stop_after: stop after that many epochs (tests);
+    anchor_weight: GA2's anchor term (None: 1); allow_mixed: add seeds whose settings differ from ``RUN/run.json``;
+    command: the ``train`` arguments as typed (recorded, and named in the ``--resume`` hint)."""
 
     dataset: str
     root: str
@@ -84,7 +98,7 @@ class TrainPlan(Config):
     hard_prompt: str | None = None
     anchors: str | None = None
     anchors_root: str | None = None
-    anchor_weight: float = 1.0
+    anchor_weight: float | None = None
     backbone_base: str | None = None
     teacher: str | None = None
     teacher_backbone: str | None = None
@@ -95,6 +109,8 @@ class TrainPlan(Config):
     overwrite: bool = False
     progress: bool = True
     stop_after: int | None = None
+    allow_mixed: bool = False
+    command: list[str] | None = None
 
     def check(self) -> None:
         if self.method not in METHODS:
@@ -119,12 +135,17 @@ class TrainPlan(Config):
 
     def _check_method_files(self) -> None:
         own = {"--from": ("dpc", self.stage1), "--hard-prompt": ("ga2", self.hard_prompt),
-               "--anchors": ("ga2", self.anchors), "--teacher": ("promptkd", self.teacher)}
+               "--anchors": ("ga2", self.anchors), "--anchors-root": ("ga2", self.anchors_root),
+               "--anchor-weight": ("ga2", self.anchor_weight), "--teacher": ("promptkd", self.teacher)}
         for flag, (method, value) in own.items():
             if value is not None and self.method != method:
                 raise ConfigError(f"{flag} is for --method {method}, not {self.method}")
-            if value is not None and not Path(value).exists():
+            if isinstance(value, str) and not Path(value).exists():
                 raise ConfigError(f"{flag} {value!r} does not exist")
+        if self.anchors_root is not None and (self.anchors is None or Path(self.anchors).is_dir()):
+            raise ConfigError("--anchors-root is the folder the paths of an --anchors list file are relative to; "
+                              + ("pass --anchors LIST" if self.anchors is None else
+                                 f"--anchors {self.anchors!r} is a folder: drop --anchors-root"))
         if self.method == "dpc" and self.stage1 is None:
             raise ConfigError("--method dpc trains DPC's stage 2: pass --from RUN, the stage-1 run (or adapter "
                               "folder) of the same data set, shots and seeds")
@@ -168,4 +189,6 @@ class TrainPlan(Config):
                               "sub-folders receive the adapters: pass another folder")
         for seed in self.seeds:  # a file in the way of a seed folder or its two files fails now, not after training
             check_save_target(self.seed_dir(seed), True, "--out seed folder")
+            if self.seed_dir(seed).is_dir():
+                probe_writable(self.seed_dir(seed), f"--out seed folder {str(self.seed_dir(seed))!r}")
         return {seed: self.seed_status(seed) for seed in self.seeds}

@@ -14,8 +14,11 @@ from ..errors import ConfigError
 class RunRecord(Config):
     """dataset / protocol / classnames / base_classes / new_classes / shots / seed / train_items / source:
     ``Task.record()``; root and splits: the folders read; method, recipe (the effective ``Recipe`` as a
-    dict), backbone (the ``--backbone`` spec); stage1: DPC's ``--from`` adapter; hard_prompt / anchors: GA2's
-    files; teacher / teacher_backbone: PromptKD's ``--teacher`` and its CLIP; frames per video; epochs trained."""
+    dict), backbone (the ``--backbone`` spec as typed); stage1: DPC's ``--from`` adapter; hard_prompt / anchors:
+    GA2's files; teacher / teacher_backbone: PromptKD's ``--teacher`` and its CLIP; frames per video; epochs trained.
+    backbone_path / backbone_fingerprint: the spec resolved and the weights' fingerprint (``identity.py``),
+    classnames_file / splits_path: ``--classnames`` / ``--splits`` resolved, so that ``eval`` works from any folder
+    (None in records written before them)."""
 
     dataset: str
     protocol: str
@@ -38,10 +41,19 @@ class RunRecord(Config):
     teacher: str | None = None
     teacher_backbone: str | None = None
     epochs: int = 0
+    backbone_path: str | None = None
+    backbone_fingerprint: str | None = None
+    classnames_file: str | None = None
+    splits_path: str | None = None
 
     @property
     def recipe_name(self) -> str:
         return str(self.recipe.get("name", "?"))
+
+
+#: fields added after the first records: left out of a training state's plan, so older states still resume
+#: (the run folder's ``run.json`` checks the backbone of a resumed seed)
+LATER_FIELDS = ("backbone_path", "backbone_fingerprint", "classnames_file", "splits_path")
 
 
 def read_record(config: Any, where: str) -> RunRecord | None:

@@ -1,7 +1,11 @@
 """``benchmark``: the papers' base-to-new table from ``eval --json`` results. Per method and data set: the mean
 base and new accuracy over seeds and the HM of those means; per method: the average over its data sets (mean of
 the base means, mean of the new means, HM of the two), as CoOp's "Average over 11 datasets" row. Markdown, CSV
-and an optional bar chart."""
+and an optional bar chart.
+
+Results are grouped by data set identity (name, root, class list) and backbone (weights fingerprint), never by
+the name alone: two ``imagefolder`` sets, or one set on two backbones, are separate rows, labelled by what tells
+them apart. A file given twice, or a result present twice unchanged, is counted once (with a note)."""
 from __future__ import annotations
 
 import csv
@@ -39,10 +43,12 @@ def _is_result(obj: Any) -> bool:
     return isinstance(obj, dict) and all(k in obj for k in REQUIRED) and isinstance(obj.get("base"), dict)
 
 
-def load_results(paths: list[str]) -> list[tuple[str, dict[str, Any]]]:
+def load_results(paths: list[str], notes: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
     """(file, result) pairs from JSON files (an object or a list of them) and folders (every ``*.json`` below that
-    holds results; other JSON files, such as adapter configs, are skipped)."""
+    holds results; other JSON files, such as adapter configs, are skipped). A file reached twice (``DIR`` and
+    ``DIR/a.json``) is read once; ``notes`` collects what was skipped so."""
     found: list[tuple[str, dict[str, Any]]] = []
+    seen: dict[Path, str] = {}
     for p in paths:
         path = Path(p)
         if path.is_dir():
@@ -52,6 +58,11 @@ def load_results(paths: list[str]) -> list[tuple[str, dict[str, Any]]]:
         else:
             raise ConfigError(f"{p!r} does not exist; pass the JSON files eval --json wrote, or folders holding them")
         for file in files:
+            if file.resolve() in seen:
+                if notes is not None and strict:
+                    notes.append(f"{file} is given twice (also through {seen[file.resolve()]}); read once")
+                continue
+            seen[file.resolve()] = p
             try:
                 data = json.loads(file.read_text())
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -68,20 +79,65 @@ def load_results(paths: list[str]) -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
-def aggregate(results: list[tuple[str, dict[str, Any]]]) -> list[Row]:
-    """One row per (data set, method, shots), seeds averaged; duplicates are an error."""
-    groups: dict[tuple[str, str, int], dict[int, tuple[str, dict[str, Any]]]] = {}
+def _identity(r: dict[str, Any]) -> tuple[Any, ...]:
+    """(data set name, root, class list, backbone): what must agree for results to share a row (None where an
+    older result does not record it)."""
+    names = r.get("classnames")
+    return (r["dataset"], r.get("root"), tuple(names) if isinstance(names, list) else None,
+            r.get("backbone_fingerprint") or r.get("backbone"))
+
+
+def _labels(identities: set[tuple[Any, ...]], files: dict[Any, str]) -> dict[tuple[Any, ...], tuple[str, str]]:
+    """identity -> (data set label, backbone label): the bare name unless another identity shares it, then what
+    tells them apart (the root's last folders, the class count); the backbone (its file name and fingerprint,
+    from ``files``) only when the results hold more than one."""
+    out = {}
+    several = len({i[3] for i in identities}) > 1
+    for ident in identities:
+        name, root, names, backbone = ident
+        rivals = [i for i in identities if i[0] == name and i[:3] != ident[:3]]
+        parts = []
+        if any(i[1] != root for i in rivals):
+            parts.append("/".join(Path(root).parts[-2:]) if root else "root ?")
+        if any(i[2] != names for i in rivals):
+            parts.append(f"{len(names)} classes: {', '.join(names[:2])}, ..." if names else "classes ?")
+        label = files.get(backbone, str(backbone))
+        if str(backbone).startswith("sha256:"):
+            label += f" {str(backbone)[len('sha256:'):][:8]}"
+        out[ident] = (f"{name} ({'; '.join(parts)})" if parts else name, label if several else "")
+    return out
+
+
+def aggregate(results: list[tuple[str, dict[str, Any]]], notes: list[str] | None = None) -> list[Row]:
+    """One row per (data set identity, backbone, method, shots), seeds averaged; a seed present twice is counted
+    once when both results are equal (a note), else an error."""
+    groups: dict[tuple[Any, ...], dict[int, tuple[str, dict[str, Any]]]] = {}
+    files: dict[Any, str] = {}  # backbone -> its file name, for the labels
     for file, r in results:
-        key = (r["dataset"], r["method"], int(r["shots"]))
+        ident = _identity(r)
+        if r.get("backbone"):
+            files.setdefault(ident[3], Path(str(r["backbone"])).name)
+        key = (ident, r["method"], int(r["shots"]))
         seeds = groups.setdefault(key, {})
         if int(r["seed"]) in seeds:
+            other = seeds[int(r["seed"])]
+            if other[1] == r:
+                if notes is not None:
+                    notes.append(f"{r['method']} on {r['dataset']}, seed {r['seed']}: the same result is in "
+                                 f"{other[0]} and {file}; counted once")
+                continue
             raise ConfigError(f"{r['method']} on {r['dataset']} ({r['shots']} shots), seed {r['seed']} is in both "
-                              f"{seeds[int(r['seed'])][0]} and {file}; pass each result once")
+                              f"{other[0]} and {file} with other numbers; pass each result once")
         seeds[int(r["seed"])] = (file, r)
-    rows = [Row(d, m, s, sorted(seeds), mean(x["base"]["accuracy"] for _, x in seeds.values()),
-                mean(x["new"]["accuracy"] for _, x in seeds.values())) for (d, m, s), seeds in groups.items()]
+    labels = _labels({ident for ident, _, _ in groups}, files)
+    rows = []
+    for (ident, method, shots), seeds in groups.items():
+        dataset, backbone = labels[ident]
+        rows.append(Row(dataset, f"{method} ({backbone})" if backbone else method, shots, sorted(seeds),
+                        mean(x["base"]["accuracy"] for _, x in seeds.values()),
+                        mean(x["new"]["accuracy"] for _, x in seeds.values())))
     rank = {name: i for i, name in enumerate(ORDER)}
-    return sorted(rows, key=lambda r: (rank.get(r.dataset, len(ORDER)), r.dataset, r.method, r.shots))
+    return sorted(rows, key=lambda r: (rank.get(r.dataset.split(" (")[0], len(ORDER)), r.dataset, r.method, r.shots))
 
 
 def averages(rows: list[Row]) -> list[Row]:
@@ -116,6 +172,20 @@ def to_csv(rows: list[Row]) -> str:
     writer.writerow(COLUMNS)
     writer.writerows(_cells(r) for r in averages(rows) + rows)
     return buffer.getvalue()
+
+
+def check_plot(path: str, flag: str = "--plot") -> None:
+    """``--plot FILE``, checked before any work: matplotlib installed, a file type it writes, a writable folder."""
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        raise ConfigError(f"{flag} needs matplotlib: pip install matplotlib") from None
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in kinds:
+        raise ConfigError(f"{flag} {path!r}: matplotlib writes {', '.join(f'.{k}' for k in sorted(kinds))}, not "
+                          f"{'.' + suffix if suffix else 'a file without an extension'}; pass e.g. {flag} "
+                          f"{Path(path).with_suffix('.png')}")
 
 
 def save_plot(rows: list[Row], path: str) -> None:

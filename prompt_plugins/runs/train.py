@@ -17,9 +17,10 @@ from .objectives import (OBJECTIVES, ObjectiveInputs, build_objective, effective
                          single_device, training_items)
 from .plan import TrainPlan, parse_device
 from .progress import Progress
-from .record import RunRecord, compare_split, read_record
-from .state import STATE_NAME
-from .trainer import fit
+from .identity import describe_recorded
+from .record import LATER_FIELDS, RunRecord, compare_split, read_record
+from .state import STATE_NAME, peek_epoch
+from .trainer import Interrupted, fit
 
 
 @dataclass
@@ -28,6 +29,8 @@ class SeedJob:
     status: str
     task: Task
     stage1: Path | None = None
+    stage1_record: RunRecord | None = None
+    epochs: int | None = None
     #: the items the method trains on (None: the task's few-shot base set)
     items: list[Item] | None = None
 
@@ -42,7 +45,7 @@ def stage1_dir(plan: TrainPlan, seed: int) -> Path:
                       "and the folder itself); train the stage-1 run for every seed first")
 
 
-def check_stage1(folder: Path, task: Task) -> None:
+def check_stage1(folder: Path, task: Task) -> RunRecord:
     config, _ = read_adapter(folder)
     record = read_record(config, str(folder / CONFIG_NAME))
     if record is None:
@@ -52,6 +55,24 @@ def check_stage1(folder: Path, task: Task) -> None:
     if (record.shots, record.seed) != (task.shots, task.seed):
         raise ConfigError(f"--from {str(folder)!r} was trained with {record.shots} shots, seed {record.seed}; this run "
                           f"uses {task.shots} shots, seed {task.seed}: DPC's stage 2 must see the same few-shot set")
+    return record
+
+
+def check_stage1_backbone(job: SeedJob, backbone: Any) -> str | None:
+    """DPC's stage 2 keeps the stage-1 prompt for the new classes: on another CLIP than the one it was tuned on that
+    prompt is not stage 1's any more. Refused, naming both; a record without a fingerprint gives a note."""
+    record = job.stage1_record
+    if record is None:
+        return None
+    if not record.backbone_fingerprint:
+        return (f"--from {job.stage1}: its record has no backbone fingerprint (written before them): the backbone "
+                f"it was tuned on ({record.backbone!r}) is not checked")
+    if record.backbone_fingerprint != backbone.fingerprint:
+        raise ConfigError(f"--from {str(job.stage1)!r} was tuned on the backbone {describe_recorded(record)}, but "
+                          f"--backbone {backbone.spec!r} is another CLIP ({backbone.describe()}): DPC's stage 2 keeps "
+                          "the stage-1 prompt for the new classes, so both stages need one backbone; pass --backbone "
+                          f"{record.backbone_path or record.backbone}")
+    return None
 
 
 def anchor_items(plan: TrainPlan) -> list[Item]:
@@ -93,12 +114,13 @@ def prepare(plan: TrainPlan) -> tuple[list[SeedJob], torch.device]:
         if splits is None or splits.shots_given:
             splits = read_splits(plan.dataset, plan.root, seed=seed, splits_dir=plan.splits, classnames=plan.classnames)
         job = SeedJob(seed, statuses[seed], build_task(splits, shots, seed))
+        check_task(plan, job.task)
         if job.task.kind == "video" and (plan.frames or recipe.frames) is None:
             raise ConfigError(f"{job.task.dataset} holds videos and recipe {recipe.name} sets no frame count: pass "
                               "--frames T (ViFi-CLIP samples 32)")
         if plan.stage1 is not None:
             job.stage1 = stage1_dir(plan, seed)
-            check_stage1(job.stage1, job.task)
+            job.stage1_record = check_stage1(job.stage1, job.task)
         if plan.teacher is not None:
             from .objectives.promptkd import check_teacher_adapter, teacher_dir
 
@@ -115,25 +137,82 @@ def prepare(plan: TrainPlan) -> tuple[list[SeedJob], torch.device]:
     return jobs, device
 
 
+def check_task(plan: TrainPlan, task: Task) -> None:
+    """What the data set read says of the flags: one base class trains nothing; ``--frames`` needs videos."""
+    if len(task.base) < 2:
+        raise ConfigError(f"{task.dataset} has {len(task.classnames)} classes, so {len(task.base)} base class: "
+                          "cross-entropy over one class is 0 whatever the prompt, and training would change nothing; "
+                          "base-to-new training needs at least 2 base classes (3 classes or more in the data set)")
+    if plan.frames is not None and task.kind != "video":
+        raise ConfigError(f"--frames is for video data sets; {task.dataset} holds images: drop --frames")
+
+
+def seed_recipe(plan: TrainPlan, backend: Any) -> tuple[Any, list[str]]:
+    """The effective recipe (``effective_recipe``) with ``--ctx-init`` setting the context length when ``--n-ctx``
+    is not given (its token count on this backbone's tokenizer)."""
+    recipe, notes = effective_recipe(plan.method, plan.recipe, plan.overrides, backend)
+    words = plan.overrides.get("ctx_init")
+    if not words or recipe.method in ("ga2", "dpc"):  # GA2's hard prompt and DPC's stage 1 set the context
+        return recipe, notes
+    count = len(backend.default_tokenizer().encode(words))
+    given = plan.overrides.get("n_ctx")
+    if given is not None and given != count:
+        raise ConfigError(f"--ctx-init {words!r} is {count} tokens but --n-ctx {given}: drop --n-ctx (--ctx-init sets "
+                          f"the context length) or pass --n-ctx {count}")
+    if count != recipe.n_ctx:
+        notes.append(f"--ctx-init {words!r} is {count} tokens: n_ctx {recipe.n_ctx} -> {count}")
+        recipe = recipe.replace(n_ctx=count)
+    return recipe, notes
+
+
 def train(plan: TrainPlan) -> list[Path]:
     """Train every seed of ``plan``; returns the adapter folders written."""
+    from ..backends import resolve
     from .backbone import load_backbone
+    from .identity import identify
+    from .run_folder import check_run_folder, settings_of
 
     jobs, device = prepare(plan)
     if plan.threads:
         torch.set_num_threads(plan.threads)
-    model = load_backbone(plan.backbone, plan.backbone_base).to(device)
+    model = load_backbone(plan.backbone, plan.backbone_base)
+    backbone = identify(plan.backbone, model)
+    model = model.to(device)
     teacher = None  # PromptKD's teacher CLIP: its own backbone (default: another copy of --backbone)
     if plan.teacher is not None:
         teacher = load_backbone(plan.teacher_backbone or plan.backbone, plan.backbone_base
                                 if plan.teacher_backbone is None else None).to(device)
+    notes = [note for job in jobs if (note := check_stage1_backbone(job, backbone))][:1]
+    recipe, _ = seed_recipe(plan, resolve(model))
+    settings = settings_of(plan, jobs[0].task, recipe, backbone, plan.frames or recipe.frames)
+    notes += check_run_folder(plan, settings, [job.seed for job in jobs if job.status == "new"])
+    for note in notes:
+        print(f"note: {note}", flush=True)
     written = []
     for job in jobs:
         if job.status == "done":
             print(f"seed {job.seed}: {plan.seed_dir(job.seed)} is finished; skipped (--resume)")
             continue
-        written.append(train_seed(plan, job, model, device, teacher))
+        try:
+            written.append(train_seed(plan, job, model, device, backbone, teacher))
+        except KeyboardInterrupt:
+            raise Interrupted(interrupted_line(plan, job)) from None
     return written
+
+
+def interrupted_line(plan: TrainPlan, job: SeedJob) -> str:
+    """What Ctrl-C prints: where the seed stopped (its training state is kept) and the command that continues."""
+    from .run_folder import resume_command
+
+    state = plan.seed_dir(job.seed) / STATE_NAME
+    done = peek_epoch(state) if state.is_file() else None
+    where = (f"stopped after epoch {done}" + (f" of {job.epochs}" if job.epochs else "") + f" ({state} kept)"
+             if done else "stopped during its first epoch (nothing saved for it)")
+    return f"seed {job.seed} {where}; continue with: {resume_command(plan, plan.out)}"
+
+
+def resolved(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).resolve())
 
 
 def _describe(task: Task, recipe: Any, method: str, items: int) -> str:
@@ -142,12 +221,13 @@ def _describe(task: Task, recipe: Any, method: str, items: int) -> str:
             f"{recipe.name} ({recipe.optimizer} lr {recipe.lr:g}, {recipe.epochs} epochs, batch {recipe.batch_size})")
 
 
-def train_seed(plan: TrainPlan, job: SeedJob, model: torch.nn.Module, device: torch.device,
+def train_seed(plan: TrainPlan, job: SeedJob, model: torch.nn.Module, device: torch.device, backbone: Any,
                teacher: torch.nn.Module | None = None) -> Path:
     from ..backends import resolve
 
     backend = resolve(model)
-    recipe, notes = effective_recipe(plan.method, plan.recipe, plan.overrides, backend)
+    recipe, notes = seed_recipe(plan, backend)
+    job.epochs = recipe.epochs
     frames = plan.frames or recipe.frames
     task, seed, folder = job.task, job.seed, plan.seed_dir(job.seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -174,9 +254,11 @@ def train_seed(plan: TrainPlan, job: SeedJob, model: torch.nn.Module, device: to
                        backbone=plan.backbone, teacher=plan.teacher, teacher_backbone=plan.teacher_backbone,
                        root=str(Path(plan.root).resolve()), splits=plan.splits, frames=frames if task.kind == "video"
                        else None, stage1=str(job.stage1) if job.stage1 else None, hard_prompt=plan.hard_prompt,
-                       anchors=plan.anchors, epochs=recipe.epochs)
-    fingerprint = {k: v for k, v in record.to_dict().items() if k not in ("root", "source")}
-    fingerprint["anchor_weight"] = plan.anchor_weight
+                       anchors=plan.anchors, epochs=recipe.epochs, backbone_path=backbone.path,
+                       backbone_fingerprint=backbone.fingerprint, splits_path=resolved(plan.splits),
+                       classnames_file=resolved(plan.classnames))
+    fingerprint = {k: v for k, v in record.to_dict().items() if k not in ("root", "source", *LATER_FIELDS)}
+    fingerprint["anchor_weight"] = 1.0 if plan.anchor_weight is None else plan.anchor_weight
     try:
         result = fit(objective, train_set, recipe, seed=seed, device=device, workers=plan.workers,
                      state_path=state_path, plan=fingerprint, resume=job.status == "resume", progress=progress,
@@ -186,9 +268,9 @@ def train_seed(plan: TrainPlan, job: SeedJob, model: torch.nn.Module, device: to
         save_pretrained(RawAdapter(config, adapter.adapter_state_dict()), folder)
         state_path.unlink(missing_ok=True)
     finally:
-        objective.adapter.eject()
         if objective.close is not None:
             objective.close()
+        objective.adapter.eject()
     rate = f", {result.items_per_s:.1f} items/s" if result.seconds else ""
     print(f"seed {seed}: saved {folder} (final loss {result.loss:.4f}, {result.seconds:.1f} s{rate})", flush=True)
     return folder

@@ -33,6 +33,11 @@ class Stopped(Exception):
     """Raised after ``stop_after`` epochs (tests: a run killed after a checkpoint)."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during ``train``: the message says where the seed stopped and the command that continues it (the
+    training state of its last finished epoch is on disk, written atomically)."""
+
+
 def fit(objective: Objective, dataset: ItemDataset, recipe: Recipe, *, seed: int, device: torch.device,
         workers: int, state_path: Path, plan: dict[str, Any], resume: bool, progress: Progress,
         stop_after: int | None = None) -> FitResult:

@@ -1,12 +1,13 @@
 """Helpers of the bad-input tests: ``refused`` (the exception type and the key words of its message) and
 snapshots of what a failure left on disk.
 
-Each case's id (or test name) starts with the kind of behaviour it had before issue 15: ``silent`` (a wrong
+Each case's id (or test name) starts with the kind of behaviour it had before issue 15 (or issue 22, for
+``test_bad_runs.py`` and ``test_bad_paths.py``): ``silent`` (a wrong
 answer without a word), ``crash`` (a traceback or a raw library error, now or at first use), ``resource``
 (runaway time/memory), ``safety`` (data on disk or module state left wrong), ``unclear`` (a typed error that
 misled, named no fix, or came only after minutes of wasted work), ``ok`` (already right: kept as a guard; these
 pass on the code before the issue too) or ``new`` (a check of an option added for the issue: ``layout``,
-``video_layout``, ``check_range``, ``overwrite``, ``allow_other_backend``) or ``property`` (a Hypothesis test
+``video_layout``, ``check_range``, ``overwrite``, ``allow_other_backend``; issue 22: ``run.json``, ``--allow-mixed``) or ``property`` (a Hypothesis test
 over generated shapes, dtypes, names or selectors). ``count_cases.py`` counts them for the README."""
 from __future__ import annotations
 

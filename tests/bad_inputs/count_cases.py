@@ -21,13 +21,13 @@ README = REPO / "README.md"
 PATHS = ("tests/bad_inputs", "tests/test_bad_inputs.py")
 #: kind -> what it means, in table order
 KINDS = {
-    "silent": "a silently wrong answer before issue 15",
+    "silent": "a silently wrong answer before issue 15 / 22",
     "crash": "a traceback or a raw library error",
     "resource": "runaway time or memory (a whole bogus file read)",
     "safety": "data on disk or module state left wrong",
     "unclear": "a typed error that misled or named no fix",
     "ok": "already right: kept as a guard",
-    "new": "an option added by issue 15 (layout, check_range, overwrite, ...)",
+    "new": "an option or record added by issue 15 / 22 (layout, overwrite, run.json, --allow-mixed, ...)",
     "property": "a Hypothesis property over generated inputs",
     "round1": "issue 13's first round (tests/test_bad_inputs.py)",
 }

@@ -19,7 +19,9 @@ from .data import pretrain_batch
 
 def build_clip(cfg: WorldConfig) -> nn.Module:
     """A fresh tiny ``clip.model.CLIP`` (ViT) with the logit scale at log(100), frozen."""
-    from clip.model import CLIP
+    from ...backends.openai_clip import import_clip
+
+    CLIP = import_clip().model.CLIP
 
     heads = max(1, cfg.width // 32)
     model = CLIP(cfg.embed_dim, cfg.image_size, cfg.layers, cfg.width, cfg.patch_size, cfg.context_length,
@@ -31,9 +33,9 @@ def build_clip(cfg: WorldConfig) -> nn.Module:
 
 
 def _tokenize(captions: list[str], context_length: int) -> torch.Tensor:
-    import clip
+    from ...backends.openai_clip import import_clip
 
-    return clip.tokenize(captions, context_length=context_length)
+    return import_clip().tokenize(captions, context_length=context_length)
 
 
 def encode_captions(model: nn.Module, tokens: Tensor) -> Tensor:

@@ -48,6 +48,12 @@ def load_prompted(target: Target, config: AdapterConfig, state: dict[str, Tensor
             f"the checkpoint has class-specific context for {len(config.classnames)} classes, one per name of "
             f"{_short(config.classnames)} in that order; classnames={_short(names)} would hand classes another's "
             "context. Omit classnames (the saved list is used) or pass the saved list")
+    contexts = state.get("prompt.ctx")
+    if prompt_cfg.get("class_specific") and contexts is not None and contexts.dim() == 3 \
+            and contexts.shape[0] != len(names):  # else a shape error would blame the backbone or prompt length
+        raise ClassNameError(
+            f"the checkpoint holds class-specific contexts for {contexts.shape[0]} classes, {len(names)} names given "
+            f"({_short(names)}): pass the {contexts.shape[0]} class names it was trained with, in its order")
     module = prompt_from_dict(target.backend, target.tokenizer, prompt_cfg, n_classes=len(names))
     state, template = fixed_words_template(target, config, state, options)
     saved = {"template": template, "zero_shot_template": config.zero_shot_template}

@@ -102,8 +102,23 @@ class HardNegativeOptimizer(nn.Module):
         if classes is None:
             classes = getattr(inner, "base_indices", None)
         self.classes = None if classes is None else sorted(int(c) for c in classes)
+        self._check_every_class_has_items(inner)
         self.generator = generator if generator is not None else torch.Generator().manual_seed(seed)
         self._takes_classes = "classes" in inspect.signature(inner.forward).parameters
+
+    def _check_every_class_has_items(self, inner: nn.Module) -> None:
+        """Every candidate class (the base classes) has a training item: a class without one could never be
+        fetched as a negative, and the sampler would drop it without a word."""
+        names = getattr(inner, "classnames", None)
+        n = len(names) if isinstance(names, list) else None  # indices outside the model: check_label_classes
+        lacking = [c for c in self.classes or [] if c not in self.class_index and (n is None or 0 <= c < n)]
+        if not lacking:
+            return
+        shown = [names[c] if isinstance(names, list) and 0 <= c < len(names) else c for c in lacking]
+        raise ConfigError(
+            f"the dataset holds no item of the candidate classes {shown[:10]}{' ...' if len(shown) > 10 else ''} "
+            f"(indices {lacking[:10]}): hard negatives are training images of those classes, so they would never be "
+            "negatives. Pass the whole training set (every base class), or classes=[...] without them")
 
     # ------------------------------------------------------------------ sampling
     def sample_negatives(self, scores: Tensor, labels: Tensor) -> list[list[int]]:

@@ -35,6 +35,7 @@ def cross_entropy(inputs: ObjectiveInputs) -> Objective:
 
     model, task, recipe, seed, anchors = inputs.model, inputs.task, inputs.recipe, inputs.seed, inputs.anchors
     hard_prompt, anchor_weight = inputs.plan.hard_prompt, inputs.plan.anchor_weight
+    anchor_weight = 1.0 if anchor_weight is None else anchor_weight  # the plan's None: the default weight
 
     options = recipe.wrap_options()
     if recipe.method == "ga2":
