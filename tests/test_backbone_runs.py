@@ -94,6 +94,9 @@ def test_promptsrc_resume_equals_an_uninterrupted_run(world, capsys):
     capsys.readouterr()
     other = ["--method", "promptsrc", *THREE[2:], "--epochs", "4", *_gpa(2, 1)]
     assert main(["train", *data, "--out", str(tmp / "src-other"), "--resume", *other]) == 2
+    assert "epochs: 3 recorded vs 4 now" in capsys.readouterr().err  # the run folder's record refuses it first
+    # past that check (--allow-mixed), the seed's training state and its aggregation state refuse it too
+    assert main(["train", *data, "--out", str(tmp / "src-other"), "--resume", "--allow-mixed", *other]) == 2
     assert "written by a run with other settings" in capsys.readouterr().err
 
 
